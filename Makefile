@@ -1,0 +1,38 @@
+# Two commands for a new machine: `make run` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= $(CURDIR)/var/data
+MOUNT ?= $(CURDIR)/var/mnt
+
+.PHONY: run test deps lint typecheck dist bench clean
+
+$(STAMP): pyproject.toml packaging/install-system-deps.sh
+	./packaging/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/hoodydb serve --data $(DATA) --mount $(MOUNT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check hoodydb tests bench
+	$(BIN)/ruff format --check hoodydb tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	HOODYDB_WITH_BENCH_DEPS=1 ./packaging/install-system-deps.sh
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info

@@ -1,0 +1,3 @@
+from hoodydb.cli import main
+
+main()

@@ -1,0 +1,18 @@
+"""The `hoodydb` command. Each subcommand lives in its own module and stays a thin shell over the library."""
+
+from __future__ import annotations
+
+import click
+
+from hoodydb import __version__
+from hoodydb.cli.mount import locks, mount
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hoodydb")
+def main() -> None:
+    """Safe concurrent SQLite for many processes: a FUSE mount and an HTTP API over the same files."""
+
+
+main.add_command(mount)
+main.add_command(locks)

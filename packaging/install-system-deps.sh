@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hoodydb needs to mount (fuse3) and the stock SQLite clients the
+# test suite drives (sqlite3 CLI, PHP, Perl, Ruby). Does nothing when they are all present.
+set -euo pipefail
+pkgs=(fuse3 libfuse3-3 sqlite3 php-cli php-sqlite3 libdbd-sqlite3-perl ruby-sqlite3 util-linux procps)
+[ "${HOODYDB_WITH_BENCH_DEPS:-0}" = 1 ] && pkgs+=(libfuse3-dev pkg-config gcc)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
