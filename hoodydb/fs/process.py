@@ -1,0 +1,105 @@
+"""Run a hoodydb mount as a child process: start it, wait until it is mounted, always unmount.
+
+Used by `hoodydb serve`, the benchmarks and the tests, so that every caller gets the same
+start-up check and the same guaranteed clean-up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+
+class MountError(RuntimeError):
+    """The mount did not come up, or did not go away."""
+
+
+def is_mounted(path: str | os.PathLike[str]) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return any(line.split()[4] == target for line in f)
+
+
+def force_unmount(mountpoint: str | os.PathLike[str]) -> None:
+    """Lazy-unmount a mount whose daemon is gone or stuck; harmless when nothing is mounted."""
+    if is_mounted(mountpoint):
+        subprocess.run(["fusermount3", "-u", "-z", os.fspath(mountpoint)], check=False, capture_output=True)
+
+
+class MountProcess:
+    """`with MountProcess(backing, mountpoint) as m:` runs `hoodydb mount` in the foreground as a child."""
+
+    def __init__(
+        self,
+        backing: str | os.PathLike[str],
+        mountpoint: str | os.PathLike[str],
+        *,
+        extra_args: Sequence[str] = (),
+        start_timeout: float = 20.0,
+        stderr_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.backing = Path(backing)
+        self.mountpoint = Path(mountpoint)
+        self.extra_args = list(extra_args)
+        self.start_timeout = start_timeout
+        self.stderr_path = stderr_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> MountProcess:
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "hoodydb", "mount", str(self.backing), str(self.mountpoint), "--foreground"]
+        stderr = open(self.stderr_path, "ab") if self.stderr_path else None  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(cmd + self.extra_args, stdin=subprocess.DEVNULL, stderr=stderr)
+        finally:
+            if stderr is not None:
+                stderr.close()
+        deadline = time.monotonic() + self.start_timeout
+        while not is_mounted(self.mountpoint):
+            if self.proc.poll() is not None:
+                raise MountError(f"hoodydb mount exited with status {self.proc.returncode} before mounting")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise MountError(f"{self.mountpoint} was not mounted within {self.start_timeout} s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the daemon (it unmounts itself); kill and lazy-unmount if it does not."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        force_unmount(self.mountpoint)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the daemon, as a crash would; the mountpoint is left for `stop()` to clean."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> MountProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
