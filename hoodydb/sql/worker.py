@@ -1,0 +1,202 @@
+"""One worker thread per database, and the pool that hands requests to them.
+
+Blocking apsw calls never run on the event loop. Each database gets one thread that owns one
+connection and runs jobs in arrival order (Datasette's writer-thread idea, used here for reads too):
+requests to one database queue in the API process instead of contending for SQLite's locks, and
+through the mount the API process is one more client of the admission gate, next to native ones.
+
+The pool keeps at most `max_open` databases open, closing the least recently used idle one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import apsw
+
+from hoodydb.sql import errors
+from hoodydb.sql.connection import (
+    DEFAULT_BUSY_TIMEOUT_S,
+    DEFAULT_STATEMENT_TIMEOUT_S,
+    GuardedConnection,
+    open_database,
+)
+from hoodydb.sql.errors import SqlApiError
+from hoodydb.sql.transaction import translate
+
+T = TypeVar("T")
+Job = Callable[[GuardedConnection], Any]
+
+
+@dataclass(frozen=True)
+class JobTiming:
+    """How long a job waited for its worker, and how long it then ran (both in seconds)."""
+
+    queued: float
+    ran: float
+
+
+Observer = Callable[[JobTiming], None]
+
+
+@dataclass
+class _Work:
+    job: Job
+    future: Future[Any]
+    enqueued: float
+
+
+class DatabaseWorker:
+    """A thread owning one connection to one database. Jobs run one at a time, in order."""
+
+    def __init__(
+        self, path: Path, *, opener: Callable[[Path], GuardedConnection], observer: Observer | None
+    ) -> None:
+        self.path = path
+        self._opener = opener
+        self._observer = observer
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name=f"hoodydb-db:{path.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def idle(self) -> bool:
+        return not self._busy and self._queue.empty()
+
+    def submit(self, job: Callable[[GuardedConnection], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put(_Work(job, future, time.monotonic()))
+        return future
+
+    def close(self) -> None:
+        """Finish queued jobs, then close the connection and end the thread (does not wait)."""
+        self._queue.put(None)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        conn: GuardedConnection | None = None
+        try:
+            while (work := self._queue.get()) is not None:
+                self._busy = True
+                started = time.monotonic()
+                try:
+                    if not work.future.set_running_or_notify_cancel():
+                        continue
+                    if conn is None:
+                        # Opened lazily and again after a failure, so a database that was broken
+                        # once (or not yet a database) is retried by the next request.
+                        conn = self._open()
+                    work.future.set_result(work.job(conn))
+                except BaseException as exc:
+                    work.future.set_exception(exc)
+                finally:
+                    self._busy = False
+                    if self._observer is not None:
+                        self._observer(
+                            JobTiming(queued=started - work.enqueued, ran=time.monotonic() - started)
+                        )
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _open(self) -> GuardedConnection:
+        try:
+            return self._opener(self.path)
+        except apsw.Error as exc:
+            error = translate(exc)
+            if isinstance(exc, apsw.CantOpenError) and not os.path.exists(self.path):
+                error = SqlApiError(errors.DB_NOT_FOUND, "the database disappeared")
+            raise (error or exc) from None
+
+
+class DatabasePool:
+    """Maps resolved database paths to workers; lives on the event loop's thread."""
+
+    def __init__(
+        self,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S,
+        max_open: int = 64,
+        observer: Observer | None = None,
+    ) -> None:
+        self.busy_timeout = busy_timeout
+        self.statement_timeout = statement_timeout
+        self.max_open = max_open
+        self._observer = observer
+        self._workers: OrderedDict[Path, DatabaseWorker] = OrderedDict()
+        self._closed = False
+
+    def _open(self, path: Path, *, create: bool = False) -> GuardedConnection:
+        return open_database(
+            path, create=create, busy_timeout=self.busy_timeout, statement_timeout=self.statement_timeout
+        )
+
+    @property
+    def open_count(self) -> int:
+        return len(self._workers)
+
+    def _worker(self, path: Path) -> DatabaseWorker:
+        if self._closed:
+            raise RuntimeError("the database pool is closed")
+        worker = self._workers.get(path)
+        if worker is not None:
+            self._workers.move_to_end(path)
+            return worker
+        worker = DatabaseWorker(path, opener=self._open, observer=self._observer)
+        self._workers[path] = worker
+        self._evict()
+        return worker
+
+    def _evict(self) -> None:
+        for path in list(self._workers):
+            if len(self._workers) <= self.max_open:
+                return
+            if self._workers[path].idle:
+                self._workers.pop(path).close()
+
+    async def run(self, path: Path, job: Callable[[GuardedConnection], T]) -> T:
+        """Run `job(connection)` on the database's worker thread and await its result."""
+        return await asyncio.wrap_future(self._worker(path).submit(job))
+
+    async def create(self, path: Path) -> None:
+        """Create a new, empty database at a confined path; `db_exists` if something is there."""
+        await asyncio.get_running_loop().run_in_executor(None, self._create_blocking, path)
+
+    def _create_blocking(self, path: Path) -> None:
+        try:
+            # O_EXCL makes "exists" atomic: of two concurrent creators exactly one wins.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            raise SqlApiError(errors.DB_EXISTS, "a file already exists at that path") from None
+        except OSError as exc:
+            raise SqlApiError(errors.STORAGE_ERROR, f"cannot create the database: {exc.strerror}") from None
+        os.close(fd)
+        try:
+            self._open(path, create=True).close()
+        except apsw.Error as exc:
+            raise (translate(exc) or exc) from None
+
+    async def close(self) -> None:
+        """Close every worker and wait for them (use-after-close raises)."""
+        self._closed = True
+        workers = list(self._workers.values())
+        self._workers.clear()
+        for worker in workers:
+            worker.close()
+        loop = asyncio.get_running_loop()
+        for worker in workers:
+            await loop.run_in_executor(None, worker.join, 30.0)
