@@ -43,12 +43,14 @@ class MountProcess:
         extra_args: Sequence[str] = (),
         start_timeout: float = 20.0,
         stderr_path: str | os.PathLike[str] | None = None,
+        detach: bool = False,
     ) -> None:
         self.backing = Path(backing)
         self.mountpoint = Path(mountpoint)
         self.extra_args = list(extra_args)
         self.start_timeout = start_timeout
         self.stderr_path = stderr_path
+        self.detach = detach  # own session: survives the parent and its terminal's Ctrl-C
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +60,15 @@ class MountProcess:
 
     def start(self) -> MountProcess:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "hoodydb", "mount", str(self.backing), str(self.mountpoint), "--foreground"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hoodydb",
+            "mount",
+            str(self.backing),
+            str(self.mountpoint),
+            "--foreground",
+        ]
         stderr = open(self.stderr_path, "ab") if self.stderr_path else None  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(cmd + self.extra_args, stdin=subprocess.DEVNULL, stderr=stderr)

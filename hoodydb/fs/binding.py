@@ -1,0 +1,85 @@
+"""mfusepy, completed for a file-handle based filesystem on libfuse3.
+
+mfusepy 3.1.1 drops the file handle for truncate, chmod, chown and utimens, and hides the kernel's
+lock_owner. With `nullpath_ok` libfuse passes no path for an open file, so those calls would have
+nothing to act on (SQLite's ftruncate of -shm then fails with "disk I/O error"). This subclass
+passes the handle through and hands the lock owner to `Operations.lock`. It is the only module
+that touches ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from typing import Any
+
+import mfusepy
+
+_libfuse: Any = mfusepy._libfuse
+_libfuse.fuse_interrupted.restype = ctypes.c_int
+_libfuse.fuse_get_session.restype = ctypes.c_void_p
+_libfuse.fuse_get_session.argtypes = [ctypes.c_void_p]
+_libfuse.fuse_session_exited.restype = ctypes.c_int
+_libfuse.fuse_session_exited.argtypes = [ctypes.c_void_p]
+
+F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
+F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+
+def request_context() -> tuple[int, int, int]:
+    """(uid, gid, pid) of the process behind the current request."""
+    return mfusepy.fuse_get_context()
+
+
+def abort_errno() -> int | None:
+    """Polled by waiting lock requests: EINTR once the client was interrupted (signal, kill),
+    EAGAIN once the daemon is shutting down, None otherwise."""
+    if _libfuse.fuse_interrupted():
+        return errno.EINTR
+    fuse = _libfuse.fuse_get_context().contents.fuse
+    if fuse and _libfuse.fuse_session_exited(_libfuse.fuse_get_session(fuse)):
+        return errno.EAGAIN
+    return None
+
+
+def _fh(fip: Any) -> int | None:
+    return fip.contents.fh if fip else None
+
+
+class FUSE(mfusepy.FUSE):
+    """mfusepy.FUSE with file handles for the metadata calls and the lock owner for locks."""
+
+    def _path(self, path: bytes | None) -> str | None:
+        return None if path is None else path.decode(self.encoding, self.errors)
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        return self.operations.truncate(self._path(path), length, _fh(fip))  # type: ignore[no-any-return]
+
+    def chmod_fuse_3(self, path: bytes | None, mode: int, fip: Any) -> int:
+        return self.operations.chmod(self._path(path), mode, _fh(fip))  # type: ignore[no-any-return]
+
+    def chown_fuse_3(self, path: bytes | None, uid: int, gid: int, fip: Any) -> int:
+        # (uid_t)-1 arrives as 2**32-1: "leave unchanged".
+        uid = -1 if uid == 0xFFFFFFFF else uid
+        gid = -1 if gid == 0xFFFFFFFF else gid
+        return self.operations.chown(self._path(path), uid, gid, _fh(fip))  # type: ignore[no-any-return]
+
+    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        """Times in ns; None leaves one unchanged (UTIME_OMIT), -1 means now (UTIME_NOW)."""
+        times = None
+        if buf:
+            times = tuple(
+                None
+                if ts.tv_nsec == UTIME_OMIT
+                else -1
+                if ts.tv_nsec == UTIME_NOW
+                else ts.tv_sec * 10**9 + ts.tv_nsec
+                for ts in (buf.contents.actime, buf.contents.modtime)
+            )
+        return self.operations.utimens(self._path(path), times, _fh(fip))  # type: ignore[no-any-return]
+
+    def lock(self, path: bytes | None, fip: Any, cmd: int, lock: Any) -> int:
+        fi = fip.contents
+        return self.operations.lock(fi.fh, fi.lock_owner, cmd, lock.contents)  # type: ignore[no-any-return]

@@ -1,0 +1,119 @@
+"""Mount a backing directory with the lock manager in charge: checks first, then the FUSE loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hoodydb.fs.binding import FUSE
+from hoodydb.fs.control import ControlServer, socket_path
+from hoodydb.fs.operations import Passthrough
+from hoodydb.fs.process import is_mounted
+from hoodydb.locks.layout import DEFAULT_PENDING_BYTE, LockLayout
+from hoodydb.locks.manager import LockManager
+from hoodydb.locks.types import Policy
+
+log = logging.getLogger("hoodydb.mount")
+
+
+class MountConfigError(Exception):
+    """The mount cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    backing: Path
+    mountpoint: Path
+    policy: Policy = Policy.SERIAL
+    lock_timeout: float = 30.0
+    max_threads: int = 256
+    kernel_cache: bool = True
+    attr_timeout: float = 1.0
+    pending_byte: int = DEFAULT_PENDING_BYTE
+    control_socket: Path | None = None
+    debug: bool = False
+
+
+def preflight(opts: MountOptions) -> None:
+    """Refuse early, with a message a person can act on, instead of failing inside libfuse."""
+    if not opts.backing.is_dir():
+        raise MountConfigError(f"backing directory {opts.backing} does not exist (create it first)")
+    if not os.path.exists("/dev/fuse"):
+        raise MountConfigError(
+            "/dev/fuse is missing: load the fuse kernel module, or give the container --device /dev/fuse"
+        )
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise MountConfigError("/dev/fuse is not readable and writable by this user")
+    if shutil.which("fusermount3") is None:
+        raise MountConfigError("fusermount3 is not installed (Debian/Ubuntu: apt-get install fuse3)")
+    mountpoint = opts.mountpoint
+    if mountpoint.exists() and not mountpoint.is_dir():
+        raise MountConfigError(f"mountpoint {mountpoint} is not a directory")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    if is_mounted(mountpoint):
+        raise MountConfigError(f"mountpoint {mountpoint} is busy: something is already mounted there")
+    backing, target = opts.backing.resolve(), mountpoint.resolve()
+    if target == backing or backing in target.parents:
+        raise MountConfigError("the mountpoint must not be inside the backing directory")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def run(opts: MountOptions) -> None:
+    """Mount and serve until unmounted or signalled (SIGINT/SIGTERM unmount cleanly)."""
+    preflight(opts)
+    manager = LockManager(
+        policy=opts.policy,
+        layout=LockLayout(opts.pending_byte),
+        lock_timeout=opts.lock_timeout,
+        max_waiters=max(1, opts.max_threads - 16),
+    )
+    ops = Passthrough(
+        str(opts.backing), manager, attr_timeout=opts.attr_timeout, kernel_cache=opts.kernel_cache
+    )
+
+    def report() -> dict[str, Any]:
+        databases = manager.snapshot()
+        for db in databases:
+            for entry in [db["admitted"], *db["waiting"]]:
+                if entry is not None:
+                    entry["command"] = _cmdline(entry["pid"])
+        return {
+            "mountpoint": str(opts.mountpoint.resolve()),
+            "backing": str(opts.backing.resolve()),
+            "pid": os.getpid(),
+            "policy": opts.policy.value,
+            "lock_timeout": opts.lock_timeout,
+            "databases": databases,
+        }
+
+    control = ControlServer(opts.control_socket or socket_path(opts.mountpoint), report)
+    control.start()
+    try:
+        FUSE(
+            ops,
+            str(opts.mountpoint),
+            foreground=True,
+            debug=opts.debug,
+            allow_other=os.geteuid() == 0,
+            default_permissions=True,
+            fsname=f"hoodydb:{opts.backing.resolve()}",
+            subtype="hoodydb",
+            # A waiting lock request occupies a worker thread; enough of them that waiters can
+            # never starve the admitted client of threads for its reads and writes.
+            max_threads=opts.max_threads,
+            max_idle_threads=32,
+        )
+    finally:
+        manager.shutdown()
+        control.close()

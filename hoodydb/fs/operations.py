@@ -1,0 +1,396 @@
+"""The passthrough filesystem: every call maps to the same call on the backing directory.
+
+Every operation on an open file goes through its file descriptor, never its path, so files that
+SQLite unlinks while they are open (-journal, -wal) keep working, and with `nullpath_ok` libfuse
+does not have to build paths at all. Locks are translated here and decided by the lock manager.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import mfusepy
+
+from hoodydb.fs import binding
+from hoodydb.locks.manager import LockManager
+from hoodydb.locks.types import EOF_OFFSET, FileKey, FileRole, LockKind, LockRequest
+
+_STAT_FIELDS = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks")
+_KINDS = {binding.F_RDLCK: LockKind.READ, binding.F_WRLCK: LockKind.WRITE, binding.F_UNLCK: LockKind.UNLOCK}
+_FLOCK_TYPES = {LockKind.READ: binding.F_RDLCK, LockKind.WRITE: binding.F_WRLCK}
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """An open file: its descriptor on the backing file and what the lock manager needs to know."""
+
+    fd: int
+    file: FileKey
+    role: FileRole
+    db: FileKey | None
+    readonly: bool
+
+
+def classify(path: str) -> FileRole:
+    """SQLite's file names say what a file is; only the database and -shm carry its locks."""
+    if path.endswith("-shm"):
+        return FileRole.SHM
+    if path.endswith(("-journal", "-wal")):
+        return FileRole.OTHER
+    return FileRole.DATABASE
+
+
+def byte_range(l_start: int, l_len: int) -> tuple[int, int]:
+    """A struct flock range (SEEK_SET) as [start, end); l_len 0 runs to EOF, negative runs back."""
+    if l_len == 0:
+        return l_start, EOF_OFFSET
+    if l_len < 0:
+        return l_start + l_len, l_start
+    return l_start, l_start + l_len
+
+
+def _attrs(st: os.stat_result) -> dict[str, int]:
+    attrs = {name: getattr(st, name) for name in _STAT_FIELDS}
+    attrs["st_atime"] = st.st_atime_ns
+    attrs["st_mtime"] = st.st_mtime_ns
+    attrs["st_ctime"] = st.st_ctime_ns
+    attrs["st_blksize"] = st.st_blksize
+    return attrs
+
+
+def _oserror(exc: OSError) -> mfusepy.FuseOSError:
+    return mfusepy.FuseOSError(exc.errno or errno.EIO)
+
+
+class Passthrough(mfusepy.Operations):  # type: ignore[misc]
+    use_ns = True  # times as integer nanoseconds
+
+    def __init__(
+        self,
+        backing: str,
+        manager: LockManager,
+        *,
+        attr_timeout: float = 1.0,
+        kernel_cache: bool = True,
+    ) -> None:
+        self.root = os.path.realpath(backing)
+        self.manager = manager
+        self.attr_timeout = attr_timeout
+        self.kernel_cache = kernel_cache
+        self.handles: dict[int, Handle] = {}
+        self.open_count: dict[FileKey, int] = {}
+        self._handles_mu = threading.Lock()  # guards handles and open_count
+        self._as_root = os.geteuid() == 0
+
+    def _real(self, path: str) -> str:
+        return self.root + path if path != "/" else self.root
+
+    def _give_to_caller(self, real: str) -> None:
+        """Files created for a non-root client belong to that client, as on a local disk."""
+        if self._as_root:
+            uid, gid, _ = binding.request_context()
+            if uid or gid:
+                os.lchown(real, uid, gid)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        config.nullpath_ok = 1  # descriptor-based: unlinked open files need no path
+        config.hard_remove = 1  # unlink at once: no .fuse_hidden* files
+        config.use_ino = 1
+        config.attr_timeout = self.attr_timeout
+        config.entry_timeout = self.attr_timeout
+        config.negative_timeout = 0.0
+        config.kernel_cache = 1 if self.kernel_cache else 0
+
+    def destroy(self, path: str) -> None:
+        self.manager.shutdown()
+
+    # -- metadata ----------------------------------------------------------------------------------
+
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
+        try:
+            st = os.fstat(fh) if fh is not None else os.lstat(self._real(path or "/"))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return _attrs(st)
+
+    def access(self, path: str, amode: int) -> int:
+        if not os.access(self._real(path), amode):
+            raise mfusepy.FuseOSError(errno.EACCES)
+        return 0
+
+    def statfs(self, path: str) -> dict[str, int]:
+        sv = os.statvfs(self.root)
+        return {
+            key: getattr(sv, key)
+            for key in (
+                "f_bavail",
+                "f_bfree",
+                "f_blocks",
+                "f_bsize",
+                "f_favail",
+                "f_ffree",
+                "f_files",
+                "f_frsize",
+            )
+        } | {"f_namemax": sv.f_namemax}
+
+    def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
+        try:
+            os.chmod(fh if fh is not None else self._real(path or "/"), mode)
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
+        try:
+            if fh is not None:
+                os.fchown(fh, uid, gid)
+            else:
+                os.lchown(self._real(path or "/"), uid, gid)
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
+        try:
+            os.truncate(fh if fh is not None else self._real(path or "/"), length)
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def utimens(
+        self, path: str | None, times: tuple[int | None, int | None] | None, fh: int | None = None
+    ) -> int:
+        target: int | str = fh if fh is not None else self._real(path or "/")
+        try:
+            if times is None:
+                os.utime(target)
+            else:
+                st = os.stat(target, follow_symlinks=False) if None in times else None
+                now = time.time_ns()
+                ns = tuple(
+                    now if t == -1 else t if t is not None else getattr(st, field)
+                    for t, field in zip(times, ("st_atime_ns", "st_mtime_ns"), strict=True)
+                )
+                os.utime(target, ns=ns, follow_symlinks=False) if fh is None else os.utime(target, ns=ns)
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    # -- names -------------------------------------------------------------------------------------
+
+    def readlink(self, path: str) -> str:
+        try:
+            return os.readlink(self._real(path))
+        except OSError as exc:
+            raise _oserror(exc) from None
+
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        try:
+            os.mknod(self._real(path), mode, dev)
+            self._give_to_caller(self._real(path))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def mkdir(self, path: str, mode: int) -> int:
+        try:
+            os.mkdir(self._real(path), mode)
+            self._give_to_caller(self._real(path))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def symlink(self, target: str, source: str) -> int:
+        try:
+            os.symlink(source, self._real(target))
+            self._give_to_caller(self._real(target))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def link(self, target: str, source: str) -> int:
+        try:
+            os.link(self._real(source), self._real(target))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def unlink(self, path: str) -> int:
+        try:
+            os.unlink(self._real(path))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def rmdir(self, path: str) -> int:
+        try:
+            os.rmdir(self._real(path))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def rename(self, old: str, new: str) -> int:
+        try:
+            os.rename(self._real(old), self._real(new))
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    # -- directories -------------------------------------------------------------------------------
+
+    def opendir(self, path: str) -> int:
+        try:
+            return os.open(self._real(path), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise _oserror(exc) from None
+
+    def readdir(self, path: str | None, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
+        # Entries need their inode: with use_ino, a zero d_ino reads as "deleted" to readdir(3).
+        try:
+            here = os.fstat(fh)
+            yield ".", {"st_ino": here.st_ino, "st_mode": here.st_mode}, 0
+            yield "..", {"st_ino": here.st_ino, "st_mode": here.st_mode}, 0
+            with os.scandir(fh) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    yield entry.name, {"st_ino": st.st_ino, "st_mode": st.st_mode}, 0
+        except OSError as exc:
+            raise _oserror(exc) from None
+
+    def releasedir(self, path: str | None, fh: int) -> int:
+        os.close(fh)
+        return 0
+
+    # -- open files --------------------------------------------------------------------------------
+
+    def open(self, path: str, flags: int) -> int:
+        return self._open(path, flags)
+
+    def create(self, path: str, mode: int, flags: int) -> int:
+        fd = self._open(path, flags | os.O_CREAT, mode)
+        if self._as_root:
+            uid, gid, _ = binding.request_context()
+            if uid or gid:
+                os.fchown(fd, uid, gid)
+        return fd
+
+    def _open(self, path: str, flags: int, mode: int = 0o666) -> int:
+        real = self._real(path)
+        try:
+            fd = os.open(real, flags & ~os.O_DIRECT, mode)
+            st = os.fstat(fd)
+        except OSError as exc:
+            raise _oserror(exc) from None
+        key = (st.st_dev, st.st_ino)
+        role = classify(path) if stat.S_ISREG(st.st_mode) else FileRole.OTHER
+        db: FileKey | None = None
+        if role is FileRole.DATABASE:
+            db = key
+            self.manager.name_database(key, path)
+        elif role is FileRole.SHM:
+            try:
+                main = os.stat(real[: -len("-shm")])
+                db = (main.st_dev, main.st_ino)
+            except OSError:
+                role = FileRole.OTHER
+        with self._handles_mu:
+            self.handles[fd] = Handle(fd, key, role, db, (flags & os.O_ACCMODE) == os.O_RDONLY)
+            self.open_count[key] = self.open_count.get(key, 0) + 1
+        return fd
+
+    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
+        try:
+            return os.pread(fh, size, offset)
+        except OSError as exc:
+            raise _oserror(exc) from None
+
+    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
+        try:
+            return os.pwrite(fh, data, offset)
+        except OSError as exc:
+            raise _oserror(exc) from None
+
+    def fsync(self, path: str | None, datasync: int, fh: int) -> int:
+        try:
+            if datasync:
+                os.fdatasync(fh)
+            else:
+                os.fsync(fh)
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def fallocate(self, path: str | None, mode: int, offset: int, size: int, fh: int) -> int:
+        if mode != 0:
+            raise mfusepy.FuseOSError(errno.EOPNOTSUPP)
+        try:
+            os.posix_fallocate(fh, offset, size)
+        except OSError as exc:
+            raise _oserror(exc) from None
+        return 0
+
+    def flush(self, path: str | None, fh: int) -> int:
+        # Nothing buffered here; libfuse follows every FLUSH with an unlock of the owner's locks.
+        return 0
+
+    def release(self, path: str | None, fh: int) -> int:
+        with self._handles_mu:
+            handle = self.handles.pop(fh, None)
+            os.close(fh)
+            if handle is None:
+                return 0
+            left = self.open_count[handle.file] - 1
+            if left:
+                self.open_count[handle.file] = left
+                return 0
+            del self.open_count[handle.file]
+        # Nobody has the file open any more, so nobody can hold a lock on it: drop any that a
+        # lost FLUSH left behind rather than let them block the next client.
+        self.manager.release_file(handle.file)
+        return 0
+
+    # -- locks -------------------------------------------------------------------------------------
+
+    def lock(self, fh: int, owner: int, cmd: int, fl: Any) -> int:
+        handle = self.handles.get(fh)
+        if handle is None:
+            return -errno.EBADF
+        kind = _KINDS.get(fl.l_type)
+        if kind is None:
+            return -errno.EINVAL
+        start, end = byte_range(fl.l_start, fl.l_len)
+        pid = binding.request_context()[2] if kind is not LockKind.UNLOCK else 0
+        req = LockRequest(
+            handle.file,
+            handle.db,
+            handle.role,
+            owner,
+            pid,
+            start,
+            end,
+            kind,
+            readonly=handle.readonly,
+            wait=cmd == binding.F_SETLKW,
+        )
+        if cmd == binding.F_GETLK:
+            conflict = self.manager.getlk(req)
+            if conflict is None:
+                fl.l_type = binding.F_UNLCK
+            else:
+                fl.l_type = _FLOCK_TYPES[conflict.kind]
+                fl.l_whence = os.SEEK_SET
+                fl.l_start = conflict.start
+                fl.l_len = 0 if conflict.end == EOF_OFFSET else conflict.end - conflict.start
+                fl.l_pid = conflict.pid
+            return 0
+        return -self.manager.setlk(req, binding.abort_errno)

@@ -1,0 +1,128 @@
+"""The admission gate of one database: one transaction at a time, FIFO, direct hand-off.
+
+Pure bookkeeping, no threads and no I/O: the lock manager asks it who may run and tells it when a
+transaction ends; it answers which waiting ticket to wake. Invariants:
+- at most one owner is admitted;
+- every ticket in the queue belongs to an owner that is not admitted;
+- a reservation (DESIGN §3 rule 3) belongs to the admitted owner and ends when used or expired.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hoodydb.locks.types import Owner
+
+
+@dataclass(eq=False, slots=True)
+class Ticket:
+    """One transaction start waiting for its turn."""
+
+    owner: Owner
+    pid: int
+    since: float
+    reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
+    wake: Callable[[], None] = lambda: None
+    admitted: bool = False
+
+
+@dataclass(slots=True)
+class Admission:
+    owner: Owner
+    pid: int
+    since: float
+    reserved_until: float | None = None
+    entered: bool = False  # WAL: has held a read slot or the WRITE lock during this admission
+
+
+@dataclass(slots=True)
+class GateCounters:
+    transactions: int = 0  # admissions granted
+    waits: int = 0  # transaction starts that had to queue
+    timeouts: int = 0  # queued starts answered EAGAIN at the wait bound
+    interrupts: int = 0  # queued starts whose client was interrupted (signal, kill)
+    victims: int = 0  # queued starts refused to break a wait-for cycle
+    expired_reservations: int = 0
+    wait_seconds: float = 0.0
+    max_queue: int = 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
+class AdmissionGate:
+    clock: Callable[[], float]
+    reservation_seconds: float = 2.0
+    admitted: Admission | None = None
+    queue: deque[Ticket] = field(default_factory=deque)
+    counters: GateCounters = field(default_factory=GateCounters)
+
+    def try_enter(self, owner: Owner, pid: int) -> bool:
+        """Admit `owner` if it already holds the turn, or if nobody holds or waits for it."""
+        now = self.clock()
+        self.expire(now)
+        current = self.admitted
+        if current is not None and current.owner == owner:
+            current.reserved_until = None
+            return True
+        if current is None and not self.queue:
+            self.admitted = Admission(owner, pid, now)
+            self.counters.transactions += 1
+            return True
+        return False
+
+    def is_admitted(self, owner: Owner) -> bool:
+        return self.admitted is not None and self.admitted.owner == owner
+
+    def enqueue(self, ticket: Ticket) -> None:
+        self.queue.append(ticket)
+        self.counters.waits += 1
+        self.counters.max_queue = max(self.counters.max_queue, len(self.queue))
+
+    def cancel(self, ticket: Ticket) -> list[Ticket]:
+        """Withdraw a waiting ticket (timeout, interrupt); returns the tickets woken, if any."""
+        if ticket in self.queue:
+            self.queue.remove(ticket)
+        self.counters.wait_seconds += self.clock() - ticket.since
+        if self.admitted is None:
+            return self._hand_off()
+        return []
+
+    def leave(self, owner: Owner) -> list[Ticket]:
+        """The transaction of `owner` is over: give the turn to the head of the queue."""
+        if not self.is_admitted(owner):
+            return []
+        self.admitted = None
+        return self._hand_off()
+
+    def expire(self, now: float) -> list[Ticket]:
+        """End a reservation that was not used in time (its client went away or gave up)."""
+        current = self.admitted
+        if current is None or current.reserved_until is None or now < current.reserved_until:
+            return []
+        self.counters.expired_reservations += 1
+        return self.leave(current.owner)
+
+    def _hand_off(self) -> list[Ticket]:
+        """Admit the head ticket's owner and wake its tickets (several when threads of one process wait)."""
+        if not self.queue:
+            return []
+        head = self.queue.popleft()
+        now = self.clock()
+        self.admitted = Admission(
+            head.owner,
+            head.pid,
+            now,
+            reserved_until=now + self.reservation_seconds if head.reserve_on_handoff else None,
+        )
+        self.counters.transactions += 1
+        woken = [head] + [t for t in self.queue if t.owner == head.owner]
+        for ticket in woken:
+            ticket.admitted = True
+            self.counters.wait_seconds += now - ticket.since
+            ticket.wake()
+        self.queue = deque(t for t in self.queue if t.owner != head.owner)
+        return woken

@@ -1,0 +1,460 @@
+"""The lock manager: POSIX lock tables of every file plus the admission gate of every database.
+
+This is the whole of hoodydb's concurrency logic, with no FUSE in it: the filesystem adapter turns
+each lock request into a `LockRequest`, calls `setlk`/`getlk`, and maps the integer it gets back to
+an errno. Everything runs under one mutex, `_mu`; waiting requests sleep on their own condition
+of that mutex so that a hand-off wakes exactly one of them.
+
+Why a request may wait at all (DESIGN §3): SQLite never blocks on a lock, so a request that the
+daemon delays is one that would otherwise have failed with "database is locked". Delaying is safe
+only where it cannot close a cycle: for the owner holding the database's admission, and for owners
+that hold nothing on that database yet. Everyone else is answered EAGAIN at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hoodydb.locks.gate import AdmissionGate, Ticket
+from hoodydb.locks.layout import SHM_DMS, SHM_READ_COUNT, SHM_READ_FIRST, SHM_WRITE, LockLayout
+from hoodydb.locks.ranges import RangeTable
+from hoodydb.locks.types import (
+    Conflict,
+    FileKey,
+    FileRole,
+    LockKind,
+    LockRequest,
+    Owner,
+    Policy,
+)
+
+log = logging.getLogger(__name__)
+
+READ_SLOTS = (SHM_READ_FIRST, SHM_READ_FIRST + SHM_READ_COUNT)
+WRITE_BYTE = (SHM_WRITE, SHM_WRITE + 1)
+DMS_BYTE = (SHM_DMS, SHM_DMS + 1)
+
+AbortCheck = Callable[[], int | None]
+"""Polled while a request waits: an errno to give up with (client interrupted, daemon exiting)."""
+
+
+def _never() -> int | None:
+    return None
+
+
+@dataclass(eq=False)
+class _FileState:
+    key: FileKey
+    role: FileRole
+    db: FileKey | None
+    table: RangeTable = field(default_factory=RangeTable)
+    waiters: set[_Waiter] = field(default_factory=set)  # requests waiting for a holder here to let go
+
+
+@dataclass(eq=False)
+class _DatabaseState:
+    key: FileKey
+    gate: AdmissionGate
+    name: str = ""
+    shm: FileKey | None = None
+    sqlite: bool = False  # has shown SQLite's lock protocol: only then may the gate park requests
+    readers: set[Owner] = field(default_factory=set)  # db-file locks only through read-only handles
+    writers: set[Owner] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    owner: Owner
+    cond: threading.Condition
+    blockers: Callable[[], set[Owner]]
+
+
+class LockManager:
+    def __init__(
+        self,
+        *,
+        policy: Policy = Policy.SERIAL,
+        layout: LockLayout | None = None,
+        lock_timeout: float = 30.0,
+        reservation_seconds: float = 2.0,
+        poll_interval: float = 0.1,
+        max_waiters: int = 200,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.layout = layout or LockLayout()
+        self.lock_timeout = lock_timeout
+        self.reservation_seconds = reservation_seconds
+        self.poll_interval = poll_interval
+        self.max_waiters = max_waiters
+        self._n_waiters = 0
+        self.clock = clock
+        self._mu = threading.Lock()
+        self._files: dict[FileKey, _FileState] = {}
+        self._dbs: dict[FileKey, _DatabaseState] = {}
+        self._waiting: dict[Owner, set[_Waiter]] = {}
+        self._closing = False
+
+    # -- the adapter's entry points ------------------------------------------------------------
+
+    def setlk(self, req: LockRequest, abort: AbortCheck = _never) -> int:
+        """F_SETLK / F_SETLKW. Returns 0, or the errno to answer (EAGAIN, EINTR, EDEADLK)."""
+        with self._mu:
+            f = self._file(req)
+            db = self._database(req.db) if req.db is not None else None
+            if req.kind is LockKind.UNLOCK:
+                f.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
+                self._after_release(f, db, req.owner)
+                return 0
+            if db is not None:
+                self._classify(db, f, req)
+            deadline = None if req.wait else self.clock() + self.lock_timeout
+            if (
+                db is not None
+                and self.policy is Policy.SERIAL
+                and req.owner not in db.readers
+                and self._starts_transaction(db, f, req)
+            ):
+                err = self._admit(db, f, req, deadline, abort)
+                if err:
+                    log.debug("turn refused %s (errno %d)", req, err)
+                    return err
+            err = self._acquire(f, db, req, deadline, abort)
+            if err and db is not None:
+                self._after_refusal(db, req.owner)
+            if err and log.isEnabledFor(logging.DEBUG):
+                log.debug("refused %s (errno %d) holders=%s", req, err, dict(f.table.pids))
+            return err
+
+    def getlk(self, req: LockRequest) -> Conflict | None:
+        """F_GETLK: the first lock of another owner that conflicts with `req`, exactly as held."""
+        with self._mu:
+            f = self._files.get(req.file)
+            if f is None:
+                return None
+            for other, seg in f.table.conflicts(req.owner, req.start, req.end, req.kind):
+                return Conflict(seg.kind, seg.start, seg.end, f.table.pids.get(other, 0))
+            return None
+
+    def release(self, file: FileKey, owner: Owner) -> None:
+        """Close/FLUSH: `owner` gives up every lock it holds on `file`."""
+        with self._mu:
+            f = self._files.get(file)
+            if f is None:
+                return
+            f.table.drop(owner)
+            db = self._dbs.get(f.db) if f.db is not None else None
+            self._after_release(f, db, owner)
+
+    def release_file(self, file: FileKey) -> None:
+        """The last open handle of `file` is gone: no owner can still hold a lock on it."""
+        with self._mu:
+            f = self._files.get(file)
+            if f is None:
+                return
+            db = self._dbs.get(f.db) if f.db is not None else None
+            for owner in list(f.table.owners()):
+                f.table.drop(owner)
+                self._after_release(f, db, owner)
+                if f.key not in self._files:
+                    break
+
+    def name_database(self, db: FileKey, name: str) -> None:
+        """Remember a path for `db`, for `hoodydb locks`."""
+        with self._mu:
+            self._database(db).name = name
+
+    def shutdown(self) -> None:
+        """The daemon is exiting: every waiting request gives up with EAGAIN."""
+        with self._mu:
+            self._closing = True
+            for waiters in self._waiting.values():
+                for w in waiters:
+                    w.cond.notify_all()
+
+    # -- the gate ------------------------------------------------------------------------------
+
+    def _starts_transaction(self, db: _DatabaseState, f: _FileState, req: LockRequest) -> bool:
+        """DESIGN §3 rule 1: the first lock of a transaction, taken while holding nothing of one."""
+        if req.kind is not LockKind.READ:
+            return False
+        if f.role is FileRole.DATABASE:
+            return self.layout.is_pending_byte(req.start, req.end) and not f.table.holds(req.owner)
+        if f.role is FileRole.SHM:
+            return self.layout.is_read_slot(req.start, req.end) and not f.table.holds(req.owner, *READ_SLOTS)
+        return False
+
+    def _admit(
+        self, db: _DatabaseState, f: _FileState, req: LockRequest, deadline: float | None, abort: AbortCheck
+    ) -> int:
+        gate = db.gate
+        if gate.try_enter(req.owner, req.pid):
+            return 0
+        cond = threading.Condition(self._mu)
+        ticket = Ticket(
+            req.owner, req.pid, self.clock(), reserve_on_handoff=f.role is FileRole.SHM, wake=cond.notify
+        )
+        gate.enqueue(ticket)
+
+        def blockers() -> set[Owner]:
+            if ticket.admitted:
+                return set()  # woken, not yet running: waits on nobody
+            ahead = {gate.admitted.owner} if gate.admitted is not None else set()
+            for t in gate.queue:
+                if t is ticket:
+                    break
+                ahead.add(t.owner)
+            ahead.discard(req.owner)
+            return ahead
+
+        err = self._wait(_Waiter(req.owner, cond, blockers), lambda: ticket.admitted, deadline, abort, gate)
+        if err:
+            if not ticket.admitted:
+                gate.cancel(ticket)
+            elif gate.is_admitted(req.owner):
+                gate.leave(req.owner)  # admitted at the last moment but giving up: pass the turn on
+            counters = gate.counters
+            if err == errno.EINTR:
+                counters.interrupts += 1
+            elif err == errno.EDEADLK:
+                counters.victims += 1
+                err = errno.EAGAIN
+            else:
+                counters.timeouts += 1
+            return err
+        if ticket.reserve_on_handoff:
+            # Rule 3: the read-slot request was made with a WAL header read before the last
+            # commit. EAGAIN makes SQLite re-read the header and ask again; the turn waits for it.
+            return errno.EAGAIN
+        return 0
+
+    def _transaction_over(self, db: _DatabaseState, owner: Owner) -> bool:
+        """Rule 4: the admitted owner holds no transaction locks any more."""
+        shm = self._files.get(db.shm) if db.shm is not None else None
+        if shm is not None:
+            if shm.table.holds(owner, *READ_SLOTS) or shm.table.holds(owner, *WRITE_BYTE):
+                return False
+            if self._in_wal_mode(db, owner):
+                # WAL: the connection keeps SHARED on the database between transactions. The
+                # transaction is over once it has held a read slot and let it go again.
+                return db.gate.admitted is None or db.gate.admitted.entered
+        dbf = self._files.get(db.key)
+        return dbf is None or not dbf.table.holds(owner)
+
+    def _after_refusal(self, db: _DatabaseState, owner: Owner) -> None:
+        """The admitted owner was refused a lock: make sure the turn cannot stay stuck with it."""
+        admission = db.gate.admitted
+        if admission is None or admission.owner != owner:
+            return
+        if self._transaction_over(db, owner):
+            db.gate.leave(owner)
+        elif not admission.entered and admission.reserved_until is None and self._in_wal_mode(db, owner):
+            # A WAL client refused before its read slot retries at once; one that does not come
+            # back (gave up, crashed) must not keep everyone else waiting for the full bound.
+            admission.reserved_until = self.clock() + self.reservation_seconds
+
+    def _in_wal_mode(self, db: _DatabaseState, owner: Owner) -> bool:
+        shm = self._files.get(db.shm) if db.shm is not None else None
+        return shm is not None and shm.table.holds(owner, *DMS_BYTE)
+
+    # -- POSIX acquisition ---------------------------------------------------------------------
+
+    def _acquire(
+        self,
+        f: _FileState,
+        db: _DatabaseState | None,
+        req: LockRequest,
+        deadline: float | None,
+        abort: AbortCheck,
+    ) -> int:
+        if not f.table.conflicts(req.owner, req.start, req.end, req.kind):
+            self._grant(f, db, req)
+            return 0
+        if not self._may_wait(f, db, req):
+            return errno.EAGAIN
+
+        def blockers() -> set[Owner]:
+            return {other for other, _ in f.table.conflicts(req.owner, req.start, req.end, req.kind)}
+
+        waiter = _Waiter(req.owner, threading.Condition(self._mu), blockers)
+        f.waiters.add(waiter)
+        try:
+            err = self._wait(waiter, lambda: not blockers(), deadline, abort, db.gate if db else None)
+        finally:
+            f.waiters.discard(waiter)
+        if err:
+            if err == errno.EDEADLK and not req.wait:
+                return errno.EAGAIN  # never EDEADLK to F_SETLK: SQLite would call it an I/O error
+            return err
+        self._grant(f, db, req)
+        return 0
+
+    def _may_wait(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> bool:
+        if req.wait:
+            return True
+        if self.policy is Policy.OFF or db is None or not db.sqlite:
+            return False
+        return db.gate.is_admitted(req.owner) or not self._holds_any(db, req.owner)
+
+    def _grant(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> None:
+        f.table.set(req.owner, req.start, req.end, req.kind, req.pid)
+        if db is None or f.role is not FileRole.SHM:
+            return
+        admission = db.gate.admitted
+        if admission is None or admission.owner != req.owner:
+            return
+        in_slots = req.start < READ_SLOTS[1] and req.end > READ_SLOTS[0]
+        on_write = req.start < WRITE_BYTE[1] and req.end > WRITE_BYTE[0]
+        if (req.kind is LockKind.READ and in_slots) or (req.kind is LockKind.WRITE and on_write):
+            admission.entered = True
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _wait(
+        self,
+        waiter: _Waiter,
+        done: Callable[[], bool],
+        deadline: float | None,
+        abort: AbortCheck,
+        gate: AdmissionGate | None,
+    ) -> int:
+        """Sleep on `waiter.cond` until `done()`. Returns 0 or the errno to give up with."""
+        if self._n_waiters >= self.max_waiters:
+            return errno.EAGAIN  # each waiter holds a daemon thread: the bound keeps the mount alive
+        self._n_waiters += 1
+        self._waiting.setdefault(waiter.owner, set()).add(waiter)
+        try:
+            while not done():
+                if self._closing:
+                    return errno.EAGAIN
+                if self._closes_cycle(waiter):
+                    log.debug("victim: %s waits on %s", waiter.owner, waiter.blockers())
+                    return errno.EDEADLK
+                err = abort()
+                if err:
+                    log.debug("aborted: %s errno %d", waiter.owner, err)
+                    return err
+                now = self.clock()
+                if deadline is not None and now >= deadline:
+                    return errno.EAGAIN
+                if gate is not None:
+                    gate.expire(now)
+                    if done():
+                        break
+                timeout = self.poll_interval if deadline is None else min(self.poll_interval, deadline - now)
+                waiter.cond.wait(timeout)
+            return 0
+        finally:
+            self._n_waiters -= 1
+            mine = self._waiting.get(waiter.owner)
+            if mine is not None:
+                mine.discard(waiter)
+                if not mine:
+                    del self._waiting[waiter.owner]
+
+    def _closes_cycle(self, waiter: _Waiter) -> bool:
+        """Would `waiter` waiting on its blockers close a cycle in the global wait-for graph?"""
+        seen: set[Owner] = set()
+        stack = list(waiter.blockers())
+        while stack:
+            owner = stack.pop()
+            if owner == waiter.owner:
+                return True
+            if owner in seen:
+                continue
+            seen.add(owner)
+            for other in self._waiting.get(owner, ()):
+                stack.extend(other.blockers())
+        return False
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _file(self, req: LockRequest) -> _FileState:
+        f = self._files.get(req.file)
+        if f is None:
+            f = self._files[req.file] = _FileState(req.file, req.role, req.db)
+        elif f.db != req.db:
+            f.db = req.db  # a recreated -shm may get the inode of an old file
+        return f
+
+    def _database(self, key: FileKey) -> _DatabaseState:
+        db = self._dbs.get(key)
+        if db is None:
+            gate = AdmissionGate(clock=self.clock, reservation_seconds=self.reservation_seconds)
+            db = self._dbs[key] = _DatabaseState(key, gate)
+        return db
+
+    def _classify(self, db: _DatabaseState, f: _FileState, req: LockRequest) -> None:
+        if f.role is FileRole.SHM:
+            db.sqlite = True
+            db.shm = f.key
+        elif f.role is FileRole.DATABASE:
+            if self.layout.is_pending_byte(req.start, req.end):
+                db.sqlite = True
+            if not req.readonly:
+                db.writers.add(req.owner)
+                db.readers.discard(req.owner)
+            elif req.owner not in db.writers:
+                db.readers.add(req.owner)
+
+    def _holds_any(self, db: _DatabaseState, owner: Owner) -> bool:
+        for key in (db.key, db.shm):
+            f = self._files.get(key) if key is not None else None
+            if f is not None and f.table.holds(owner):
+                return True
+        return False
+
+    def _after_release(self, f: _FileState, db: _DatabaseState | None, owner: Owner) -> None:
+        for waiter in f.waiters:
+            waiter.cond.notify()
+        if db is not None:
+            if db.gate.is_admitted(owner) and self._transaction_over(db, owner):
+                db.gate.leave(owner)
+            if not self._holds_any(db, owner):
+                db.readers.discard(owner)
+                db.writers.discard(owner)
+        if not f.table and not f.waiters:
+            del self._files[f.key]
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Per database: who holds the turn, who waits, who reads beside it, and the counters."""
+        with self._mu:
+            now = self.clock()
+            out = []
+            for db in self._dbs.values():
+                gate = db.gate
+                shm = self._files.get(db.shm) if db.shm is not None else None
+                dbf = self._files.get(db.key)
+                holders: dict[Owner, int] = {}
+                for state in (dbf, shm):
+                    if state is not None:
+                        holders.update(state.table.pids)
+                admitted = gate.admitted
+                out.append(
+                    {
+                        "database": db.name or f"inode {db.key[1]}",
+                        "mode": "wal"
+                        if shm is not None and any(shm.table.holds(o, *DMS_BYTE) for o in shm.table.owners())
+                        else "rollback",
+                        "admitted": None
+                        if admitted is None
+                        else {
+                            "pid": admitted.pid,
+                            "seconds": round(now - admitted.since, 3),
+                            "reserved": admitted.reserved_until is not None,
+                        },
+                        "waiting": [{"pid": t.pid, "seconds": round(now - t.since, 3)} for t in gate.queue],
+                        "readers": sorted(holders[o] for o in db.readers if o in holders),
+                        "holders": sorted(set(holders.values())),
+                        "counters": gate.counters.as_dict(),
+                    }
+                )
+            return out

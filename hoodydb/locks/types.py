@@ -1,0 +1,58 @@
+"""Shared vocabulary of the lock core: lock kinds, file roles, requests and answers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+#: Stands for "to end of file" (l_len == 0): larger than any offset a client can name.
+EOF_OFFSET = 1 << 63
+
+FileKey = tuple[int, int]
+"""(st_dev, st_ino) of the backing file: paths change and vanish, inodes do not."""
+
+Owner = int
+"""The kernel's lock_owner: one per process (files_struct) for POSIX locks."""
+
+
+class LockKind(enum.Enum):
+    READ = "read"
+    WRITE = "write"
+    UNLOCK = "unlock"
+
+
+class FileRole(enum.Enum):
+    DATABASE = "database"  # the main SQLite file (or any file that is not one of the roles below)
+    SHM = "shm"  # the WAL index: "<db>-shm"
+    OTHER = "other"  # journals, WAL files, anything that never carries SQLite's lock protocol
+
+
+class Policy(enum.Enum):
+    SERIAL = "serial"  # one write-capable transaction per database at a time, FIFO (the default)
+    OFF = "off"  # plain POSIX: every conflict is answered at once, as on a local disk
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    """One F_SETLK/F_SETLKW/F_GETLK as the kernel delivered it, translated to byte ranges."""
+
+    file: FileKey
+    db: FileKey | None  # the database this file belongs to; None for files outside SQLite's protocol
+    role: FileRole
+    owner: Owner
+    pid: int
+    start: int
+    end: int  # exclusive; EOF_OFFSET for "to end of file"
+    kind: LockKind
+    readonly: bool = False  # the handle was opened O_RDONLY
+    wait: bool = False  # F_SETLKW: the caller asked to block
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """What F_GETLK reports: the first lock that stands in the way."""
+
+    kind: LockKind
+    start: int
+    end: int
+    pid: int
