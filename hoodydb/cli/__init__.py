@@ -6,6 +6,7 @@ import click
 
 from hoodydb import __version__
 from hoodydb.cli.mount import locks, mount
+from hoodydb.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,3 +17,4 @@ def main() -> None:
 
 main.add_command(mount)
 main.add_command(locks)
+main.add_command(serve)

@@ -34,6 +34,8 @@ class GuardedConnection:
         # While False, the authorizer refuses transaction control: only the executor sets it.
         self._control_allowed = False
         self._deadline: float | None = None
+        # Seconds spent waiting for write locks since the owner last reset it (for metrics).
+        self.lock_wait = 0.0
         conn.authorizer = self._authorize
         conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
 
@@ -53,10 +55,14 @@ class GuardedConnection:
     def control(self, sql: str) -> None:
         """Run BEGIN/COMMIT/ROLLBACK. Never cached, so user SQL can never reuse these statements."""
         self._control_allowed = True
+        started = time.monotonic()
         try:
             self.conn.execute(sql, can_cache=False)
         finally:
             self._control_allowed = False
+            if sql == "BEGIN IMMEDIATE":
+                # Where a writer waits for the database: SQLite's busy loop, or the mount's gate.
+                self.lock_wait += time.monotonic() - started
 
     def start_deadline(self) -> None:
         self._deadline = time.monotonic() + self.statement_timeout

@@ -56,10 +56,13 @@ class Precondition:
     match_any: bool = False  # If-Match: *  (the key must exist)
     match_versions: frozenset[int] | None = None
     none_match_any: bool = False  # If-None-Match: *  (the key must not exist)
+    none_match_versions: frozenset[int] | None = None
 
     def check(self, current: Entry | None) -> None:
         if self.none_match_any and current is not None:
             raise SqlApiError(errors.PRECONDITION_FAILED, "the key exists (If-None-Match: *)")
+        if self.none_match_versions and current is not None and current.version in self.none_match_versions:
+            raise SqlApiError(errors.PRECONDITION_FAILED, "If-None-Match matches the current version")
         if self.match_any and current is None:
             raise SqlApiError(errors.PRECONDITION_FAILED, "the key does not exist (If-Match: *)")
         if self.match_versions is not None and (
@@ -138,7 +141,7 @@ def get(gc: GuardedConnection, key: str, *, now: float) -> Entry | None:
             return _current(gc, key, now) if _table_exists(gc) else None
         finally:
             gc.control("ROLLBACK")
-    except apsw.Error as exc:
+    except (apsw.Error, UnicodeError) as exc:
         raise _fail(exc) from None
 
 
@@ -178,7 +181,7 @@ def put(
             if gc.in_transaction:
                 gc.control("ROLLBACK")
             raise
-    except apsw.Error as exc:
+    except (apsw.Error, UnicodeError) as exc:
         raise _fail(exc) from None
     return Entry(key, value_json, version, expires_at), current is None
 
@@ -198,7 +201,7 @@ def delete(gc: GuardedConnection, key: str, *, now: float, precondition: Precond
             if gc.in_transaction:
                 gc.control("ROLLBACK")
             raise
-    except apsw.Error as exc:
+    except (apsw.Error, UnicodeError) as exc:
         raise _fail(exc) from None
     return current
 
@@ -226,7 +229,7 @@ def list_entries(
             rows = gc.conn.execute(sql, params).fetchall() if _table_exists(gc) else []
         finally:
             gc.control("ROLLBACK")
-    except apsw.Error as exc:
+    except (apsw.Error, UnicodeError) as exc:
         raise _fail(exc) from None
     entries = [Entry(str(r[0]), str(r[1]), int(r[2]), _float_or_none(r[3])) for r in rows[:limit]]  # type: ignore[arg-type]
     next_cursor = encode_cursor(entries[-1].key) if len(rows) > limit else None

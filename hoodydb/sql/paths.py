@@ -51,6 +51,10 @@ def _check_spelling(db: str) -> None:
         raise SqlApiError(errors.BAD_DB_PATH, "the database path is empty")
     if "\x00" in db:
         raise SqlApiError(errors.BAD_DB_PATH, "the database path contains a NUL byte")
+    try:
+        db.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SqlApiError(errors.BAD_DB_PATH, "the database path is not valid Unicode") from None
     if len(db) > MAX_PATH_CHARS:
         raise SqlApiError(errors.BAD_DB_PATH, "the database path is too long")
     parts = Path(db).parts

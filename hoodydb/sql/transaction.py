@@ -167,6 +167,10 @@ def translate(exc: BaseException) -> SqlApiError | None:
         return SqlApiError(errors.BAD_VALUES, message)
     if isinstance(exc, KeyError):
         return SqlApiError(errors.BAD_VALUES, f"no value given for the named parameter {exc.args[0]!r}")
+    if isinstance(exc, UnicodeEncodeError):
+        return SqlApiError(errors.BAD_VALUES, "text must be valid Unicode (no lone surrogates)")
+    if isinstance(exc, UnicodeDecodeError):
+        return SqlApiError(errors.SQL_ERROR, "a result holds text that is not valid UTF-8")
     if isinstance(exc, OverflowError | TypeError):
         return SqlApiError(errors.BAD_VALUES, message)
     if isinstance(

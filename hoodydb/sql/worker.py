@@ -40,10 +40,11 @@ Job = Callable[[GuardedConnection], Any]
 
 @dataclass(frozen=True)
 class JobTiming:
-    """How long a job waited for its worker, and how long it then ran (both in seconds)."""
+    """Seconds a job waited for its worker, ran, and (within that) waited for the write lock."""
 
     queued: float
     ran: float
+    lock_wait: float = 0.0
 
 
 Observer = Callable[[JobTiming], None]
@@ -99,15 +100,19 @@ class DatabaseWorker:
                         # Opened lazily and again after a failure, so a database that was broken
                         # once (or not yet a database) is retried by the next request.
                         conn = self._open()
+                    conn.lock_wait = 0.0
                     work.future.set_result(work.job(conn))
                 except BaseException as exc:
                     work.future.set_exception(exc)
                 finally:
                     self._busy = False
                     if self._observer is not None:
-                        self._observer(
-                            JobTiming(queued=started - work.enqueued, ran=time.monotonic() - started)
+                        timing = JobTiming(
+                            queued=started - work.enqueued,
+                            ran=time.monotonic() - started,
+                            lock_wait=conn.lock_wait if conn is not None else 0.0,
                         )
+                        self._observer(timing)
         finally:
             if conn is not None:
                 conn.close()

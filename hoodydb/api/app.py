@@ -1,0 +1,70 @@
+"""`create_app()`: every route of the API in one list, with its middleware and lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from hoodydb.api import databases, health, kv, openapi, transactions
+from hoodydb.api.auth import BearerAuthMiddleware
+from hoodydb.api.config import ApiConfig
+from hoodydb.api.errors import handle_http_exception, handle_sql_api_error, handle_unexpected
+from hoodydb.api.metrics import Metrics, MetricsMiddleware
+from hoodydb.api.state import AppState
+from hoodydb.sql.errors import SqlApiError
+from hoodydb.sql.worker import DatabasePool
+
+API = "/api/v1/sqlite"
+
+
+def routes(metrics: Metrics) -> list[Route]:
+    return [
+        Route(f"{API}/db", transactions.exec_transaction, methods=["POST"]),
+        Route(f"{API}/databases", databases.create_database, methods=["POST"]),
+        Route(f"{API}/kv", kv.list_keys, methods=["GET"]),
+        Route(f"{API}/kv/{{key:path}}", kv.get_key, methods=["GET"]),
+        Route(f"{API}/kv/{{key:path}}", kv.put_key, methods=["PUT"]),
+        Route(f"{API}/kv/{{key:path}}", kv.delete_key, methods=["DELETE"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+    ]
+
+
+def create_app(config: ApiConfig) -> Starlette:
+    metrics = Metrics()
+    route_list = routes(metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = DatabasePool(
+            busy_timeout=config.busy_timeout,
+            statement_timeout=config.statement_timeout,
+            max_open=config.max_open_databases,
+            observer=metrics.observe_job,
+        )
+        app.state.hoodydb = AppState(config=config, metrics=metrics, pool=pool)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    return Starlette(
+        routes=route_list,
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics, routes=route_list),
+            Middleware(BearerAuthMiddleware, tokens=config.tokens),
+        ],
+        exception_handlers={
+            SqlApiError: handle_sql_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )

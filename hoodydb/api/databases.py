@@ -1,0 +1,25 @@
+"""`POST /api/v1/sqlite/databases`: create a new, empty database under a root."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hoodydb.api.body import read_json
+from hoodydb.api.responses import JsonResponse
+from hoodydb.api.state import app_state
+from hoodydb.sql import errors as codes
+from hoodydb.sql.errors import SqlApiError
+from hoodydb.sql.paths import resolve_new
+
+
+async def create_database(request: Request) -> Response:
+    state = app_state(request)
+    body = await read_json(request, state.config.max_body_bytes)
+    if not isinstance(body, dict) or not isinstance(body.get("path"), str) or set(body) != {"path"}:
+        raise SqlApiError(codes.BAD_REQUEST, 'the body must be {"path": "name.db"}')
+    roots = state.config.roots
+    path = await run_in_threadpool(resolve_new, body["path"], roots)
+    await state.pool.create(path)
+    return JsonResponse({"path": roots.relative_name(path), "created": True}, status_code=201)

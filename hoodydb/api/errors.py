@@ -1,0 +1,75 @@
+"""The one JSON error shape, `{"error", "code", "reqIdx"?}`, and the single map from codes to statuses."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hoodydb.api.responses import JsonResponse
+from hoodydb.sql import errors as codes
+from hoodydb.sql.errors import SqlApiError
+
+UNAUTHORIZED = "unauthorized"
+BODY_TOO_LARGE = "body_too_large"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+UNAVAILABLE = "unavailable"
+INTERNAL_ERROR = "internal_error"
+
+STATUS_BY_CODE: dict[str, int] = {
+    codes.BAD_REQUEST: 400,
+    codes.BAD_JSON: 400,
+    codes.UNKNOWN_ITEM_KIND: 400,
+    codes.BAD_VALUES: 400,
+    codes.SQL_ERROR: 400,
+    codes.STATEMENT_TIMEOUT: 400,
+    codes.NOT_A_DATABASE: 400,
+    codes.BAD_DB_PATH: 400,
+    codes.PATH_OUTSIDE_ROOTS: 400,
+    UNAUTHORIZED: 401,
+    codes.READ_ONLY: 403,
+    codes.DB_NOT_FOUND: 404,
+    codes.NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
+    codes.CONSTRAINT_VIOLATION: 409,
+    codes.DB_EXISTS: 409,
+    codes.PRECONDITION_FAILED: 412,
+    BODY_TOO_LARGE: 413,
+    codes.STORAGE_ERROR: 500,
+    INTERNAL_ERROR: 500,
+    codes.DATABASE_LOCKED: 503,
+    UNAVAILABLE: 503,
+}
+
+
+class ApiError(SqlApiError):
+    """An error raised by the HTTP layer itself (auth, body size, routing)."""
+
+
+def error_response(code: str, message: str, *, req_idx: int | None = None) -> JsonResponse:
+    body: dict[str, object] = {"error": message, "code": code}
+    if req_idx is not None:
+        body["reqIdx"] = req_idx
+    status = STATUS_BY_CODE.get(code, 500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": "1"}
+    return JsonResponse(body, status_code=status, headers=headers)
+
+
+async def handle_sql_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SqlApiError)  # registered for this type only
+    return error_response(exc.code, exc.message, req_idx=exc.req_idx)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # registered for this type only
+    code = {404: codes.NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, codes.BAD_REQUEST)
+    response = error_response(code, str(exc.detail))
+    response.status_code = exc.status_code
+    return response
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not bad input: say so in the shape clients parse, and keep the traceback in the log.
+    return error_response(INTERNAL_ERROR, f"internal error: {type(exc).__name__}")

@@ -1,0 +1,207 @@
+"""The OpenAPI 3.1 document for the API, served at `GET /openapi.json` (no token needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hoodydb import __version__
+from hoodydb.api.responses import JsonResponse
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_DB = {
+    "name": "db",
+    "in": "query",
+    "required": True,
+    "description": "Database path: absolute under a root, or relative to the first root.",
+    "schema": {"type": "string"},
+}
+_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
+_VALUES = {
+    "oneOf": [
+        {"type": "object", "additionalProperties": _SCALAR},
+        {"type": "array", "items": _SCALAR},
+    ]
+}
+_ITEM = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "query": {"type": "string", "minLength": 1},
+        "statement": {"type": "string", "minLength": 1},
+        "values": _VALUES,
+        "valuesBatch": {"type": "array", "items": _VALUES},
+        "noFail": {"type": "boolean"},
+    },
+    "oneOf": [{"required": ["query"]}, {"required": ["statement"]}],
+}
+_ERRORS = {"400": _ERROR, "401": _ERROR, "404": _ERROR, "409": _ERROR, "413": _ERROR, "503": _ERROR}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def document() -> dict[str, Any]:
+    """The document; `tests/test_api_openapi.py` checks it lists exactly the app's routes."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "hoodydb", "version": __version__},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/sqlite/db": {
+                "post": {
+                    "summary": "Run a transaction (ws4sqlite request shape).",
+                    "parameters": [_DB],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Transaction"}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Results"}),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/v1/sqlite/databases": {
+                "post": {
+                    "summary": "Create an empty database.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["path"],
+                                    "additionalProperties": False,
+                                    "properties": {"path": {"type": "string", "minLength": 1}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json({"type": "object"}, "Created"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/v1/sqlite/kv": {
+                "get": {
+                    "summary": "List keys in key order.",
+                    "parameters": [
+                        _DB,
+                        {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": _json({"$ref": "#/components/schemas/KeyList"}), **_ERRORS},
+                }
+            },
+            "/api/v1/sqlite/kv/{key}": {
+                "get": {
+                    "summary": "Get a key's JSON value; the ETag is its version.",
+                    "parameters": [_DB, _KEY],
+                    "responses": {"200": _json({}), "304": {"description": "Not modified"}, **_ERRORS},
+                },
+                "put": {
+                    "summary": "Set a key to any JSON value.",
+                    "parameters": [
+                        _DB,
+                        _KEY,
+                        {"name": "ttl", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0}},
+                        {"name": "If-Match", "in": "header", "schema": {"type": "string"}},
+                        {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+                    ],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/KeyVersion"}, "Replaced"),
+                        "201": _json({"$ref": "#/components/schemas/KeyVersion"}, "Created"),
+                        "412": _ERROR,
+                        **_ERRORS,
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a key.",
+                    "parameters": [
+                        _DB,
+                        _KEY,
+                        {"name": "If-Match", "in": "header", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": _json({"type": "object"}), "412": _ERROR, **_ERRORS},
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness of the API and its roots.",
+                    "security": [],
+                    "responses": {"200": _json({})},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics.",
+                    "security": [],
+                    "responses": {"200": {"description": "text exposition format"}},
+                }
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document.", "security": [], "responses": {"200": _json({})}}
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": _json({"$ref": "#/components/schemas/Error"}, "Error")},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "code"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "code": {"type": "string"},
+                        "reqIdx": {"type": "integer"},
+                    },
+                },
+                "Transaction": {
+                    "type": "object",
+                    "required": ["transaction"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "transaction": {"type": "array", "minItems": 1, "items": _ITEM},
+                        "resultFormat": {"enum": ["map", "list"]},
+                    },
+                },
+                "Results": {
+                    "type": "object",
+                    "properties": {"results": {"type": "array", "items": {"type": "object"}}},
+                },
+                "KeyVersion": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "version": {"type": "integer"},
+                        "expiresAt": {"type": ["number", "null"]},
+                    },
+                },
+                "KeyList": {
+                    "type": "object",
+                    "properties": {
+                        "items": {"type": "array", "items": {"type": "object"}},
+                        "nextCursor": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return JsonResponse(document())

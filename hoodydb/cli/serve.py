@@ -1,0 +1,98 @@
+"""`hoodydb serve`: the mount and the HTTP API together, or the API alone over plain directories."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
+from hoodydb.api.tokens import ENV_VAR, stored_token, tokens_from
+from hoodydb.fs.process import MountError, MountProcess
+from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
+from hoodydb.sql.paths import Roots
+
+_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+@click.command()
+@click.option("--data", type=_DIR, help="Backing directory: where the database files really live.")
+@click.option("--mount", "mountpoint", type=_DIR, help="Mountpoint; the API opens databases through it.")
+@click.option("--no-mount", is_flag=True, help="Serve plain directories (--root) without a mount.")
+@click.option(
+    "--root", "roots", multiple=True, type=_DIR, help="With --no-mount: a directory to serve (repeatable)."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token", "tokens", multiple=True, help=f"Accepted bearer token (repeatable; also ${ENV_VAR})."
+)
+@click.option(
+    "--lock-timeout", type=click.FloatRange(min=0.1), help="Passed to the mount: longest wait for a turn."
+)
+@click.option(
+    "--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True
+)
+@click.option(
+    "--busy-timeout", type=click.FloatRange(min=0), default=DEFAULT_BUSY_TIMEOUT_S, show_default=True
+)
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(min=0.01),
+    default=DEFAULT_STATEMENT_TIMEOUT_S,
+    show_default=True,
+)
+def serve(
+    data: Path | None,
+    mountpoint: Path | None,
+    no_mount: bool,
+    roots: tuple[Path, ...],
+    host: str,
+    port: int,
+    tokens: tuple[str, ...],
+    lock_timeout: float | None,
+    max_body_bytes: int,
+    busy_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Run the HTTP API; with --data and --mount, run the mount too and serve databases through it.
+
+    Stops on SIGTERM or SIGINT: the API first, then the mount is unmounted."""
+    if no_mount:
+        if not roots or mountpoint is not None:
+            raise click.UsageError("--no-mount needs --root DIR (and no --mount)")
+        for root in roots:
+            root.mkdir(parents=True, exist_ok=True)
+        served, state_base = list(roots), data or roots[0]
+    else:
+        if data is None or mountpoint is None or roots:
+            raise click.UsageError("give --data DIR and --mount DIR (or --no-mount --root DIR)")
+        data.mkdir(parents=True, exist_ok=True)
+        served, state_base = [mountpoint], data
+    accepted = tokens_from(tokens, os.environ.get(ENV_VAR)) or [stored_token(state_base)]
+    config = ApiConfig(
+        roots=Roots(served),
+        tokens=frozenset(accepted),
+        max_body_bytes=max_body_bytes,
+        busy_timeout=busy_timeout,
+        statement_timeout=statement_timeout,
+    )
+    with contextlib.ExitStack() as stack:
+        if not no_mount:
+            assert data is not None and mountpoint is not None
+            args = [] if lock_timeout is None else [f"--lock-timeout={lock_timeout}"]
+            try:
+                # The mount is a child process: the API must never run inside the FUSE daemon.
+                stack.enter_context(MountProcess(data, mountpoint, extra_args=args))
+            except MountError as exc:
+                raise click.ClickException(str(exc)) from None
+        shown_host = f"[{host}]" if ":" in host else host
+        click.echo(f"hoodydb API on http://{shown_host}:{port}  (serving {', '.join(map(str, served))})")
+        click.echo(f"token: {accepted[0]}" + (f"  (+{len(accepted) - 1} more)" if len(accepted) > 1 else ""))
+        sys.stdout.flush()
+        from hoodydb.api.server import run  # Starlette and Hypercorn load only for this command
+
+        run(config, host=host, port=port)
