@@ -1,0 +1,58 @@
+"""Shared fixtures: real mounts in temporary directories, always unmounted.
+
+Tests that need FUSE never skip: CI has /dev/fuse, so a missing one is a failure to report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hoodydb.fs.process import MountProcess
+
+
+@dataclass
+class Mounted:
+    backing: Path
+    mnt: Path
+    process: MountProcess
+    log: Path
+
+    def path(self, name: str) -> str:
+        return str(self.mnt / name)
+
+
+MountFactory = Callable[..., Mounted]
+
+
+@pytest.fixture
+def mount_factory(tmp_path: Path) -> Iterator[MountFactory]:
+    """`mount_factory("--policy=off")` mounts a fresh backing dir; every mount is undone at teardown."""
+    assert os.path.exists("/dev/fuse"), "/dev/fuse is required (CI has it)"
+    assert shutil.which("fusermount3"), "fusermount3 is required: make test installs fuse3"
+    started: list[Mounted] = []
+
+    def factory(*extra_args: str, name: str = "") -> Mounted:
+        suffix = name or str(len(started))
+        backing, mnt = tmp_path / f"backing{suffix}", tmp_path / f"mnt{suffix}"
+        backing.mkdir()
+        log = tmp_path / f"mount{suffix}.log"
+        process = MountProcess(backing, mnt, extra_args=extra_args, stderr_path=log).start()
+        mounted = Mounted(backing, mnt, process, log)
+        started.append(mounted)
+        return mounted
+
+    yield factory
+    for mounted in reversed(started):
+        mounted.process.stop()
+
+
+@pytest.fixture
+def mounted(mount_factory: MountFactory) -> Mounted:
+    """A mount with the default policy (serial)."""
+    return mount_factory()
