@@ -104,7 +104,12 @@ class LockManager:
     # -- the adapter's entry points ------------------------------------------------------------
 
     def setlk(self, req: LockRequest, abort: AbortCheck = _never) -> int:
-        """F_SETLK / F_SETLKW. Returns 0, or the errno to answer (EAGAIN, EINTR, EDEADLK)."""
+        """F_SETLK / F_SETLKW. Returns 0, or the errno to answer.
+
+        F_SETLK only ever gets EAGAIN: the kernel restarts a lock call answered EINTR (so Ctrl-C
+        would not reach a waiting client) and SQLite calls EDEADLK an I/O error. F_SETLKW gets
+        POSIX's answers: EINTR when interrupted, EDEADLK for a cycle.
+        """
         with self._mu:
             f = self._file(req)
             db = self._database(req.db) if req.db is not None else None
@@ -224,10 +229,9 @@ class LockManager:
                 counters.interrupts += 1
             elif err == errno.EDEADLK:
                 counters.victims += 1
-                err = errno.EAGAIN
             else:
                 counters.timeouts += 1
-            return err
+            return errno.EAGAIN
         if ticket.reserve_on_handoff:
             # Rule 3: the read-slot request was made with a WAL header read before the last
             # commit. EAGAIN makes SQLite re-read the header and ask again; the turn waits for it.
@@ -289,9 +293,7 @@ class LockManager:
         finally:
             f.waiters.discard(waiter)
         if err:
-            if err == errno.EDEADLK and not req.wait:
-                return errno.EAGAIN  # never EDEADLK to F_SETLK: SQLite would call it an I/O error
-            return err
+            return err if req.wait else errno.EAGAIN
         self._grant(f, db, req)
         return 0
 

@@ -1,0 +1,205 @@
+"""Faults on a real mount: killed clients, interrupted waits, a killed daemon.
+
+A kill must never cost a committed row, never corrupt, and never leave the queue stuck.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hoodydb.fs.process import MountProcess, force_unmount
+from tests.conftest import Mounted, MountFactory
+
+pytestmark = pytest.mark.fuse
+
+HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO t(who) VALUES ('holder')")
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+t0 = time.monotonic()
+conn.execute("BEGIN")
+conn.execute("INSERT INTO t(who) VALUES (?)", (sys.argv[2],))
+conn.execute("COMMIT")
+print(round(time.monotonic() - t0, 3), flush=True)
+"""
+
+
+def make_db(path: str, wal: bool) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT)")
+    conn.execute("INSERT INTO t(who) VALUES ('before')")
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.commit()
+    conn.close()
+
+
+_started: list[subprocess.Popen[str]] = []
+
+
+def start(code: str, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _started.append(proc)
+    return proc
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.communicate()
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Kill what a test started and close its pipes, whatever the test's outcome."""
+    yield
+    while _started:
+        kill(_started.pop())
+
+
+def wait_for_line(proc: subprocess.Popen[str], expected: str) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line == expected, f"got {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+
+
+def locks_report(m: Mounted) -> dict:  # type: ignore[type-arg]
+    out = subprocess.run(
+        [sys.executable, "-m", "hoodydb", "locks", str(m.mnt), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def wait_until(predicate: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def rows(path: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return [r[0] for r in conn.execute("SELECT who FROM t ORDER BY id")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["rollback", "wal"])
+def test_killed_holder_hands_over_within_a_second(mounted: Mounted, wal: bool) -> None:
+    db = mounted.path("k.db")
+    make_db(db, wal)
+    holder = start(HOLDER, db)
+    wait_for_line(holder, "holding")
+    waiter = start(WRITER, db, "waiter")
+    wait_until(lambda: any(d["waiting"] for d in locks_report(mounted)["databases"]))
+    report = next(d for d in locks_report(mounted)["databases"] if d["waiting"])
+    assert report["admitted"]["pid"] == holder.pid
+    assert report["waiting"][0]["pid"] == waiter.pid
+    killed_at = time.monotonic()
+    kill(holder)
+    _, err = waiter.communicate(timeout=10)
+    assert waiter.returncode == 0, err
+    assert time.monotonic() - killed_at < 1.0
+    assert rows(db) == ["before", "waiter"]  # the holder's uncommitted row was rolled back
+
+
+def test_killed_waiter_leaves_the_queue(mounted: Mounted) -> None:
+    db = mounted.path("w.db")
+    make_db(db, wal=True)
+    holder = start(HOLDER, db)
+    wait_for_line(holder, "holding")
+    doomed = start(WRITER, db, "doomed")
+    wait_until(lambda: any(d["waiting"] for d in locks_report(mounted)["databases"]))
+    kill(doomed)
+    wait_until(lambda: not any(d["waiting"] for d in locks_report(mounted)["databases"]), timeout=3)
+    kill(holder)
+    after = start(WRITER, db, "after")
+    _, err = after.communicate(timeout=10)
+    assert after.returncode == 0, err
+    assert rows(db) == ["before", "after"]
+
+
+def test_ctrl_c_of_a_waiting_sqlite3_cli_returns_promptly(mounted: Mounted) -> None:
+    db = mounted.path("c.db")
+    make_db(db, wal=False)
+    holder = start(HOLDER, db)
+    wait_for_line(holder, "holding")
+    cli = subprocess.Popen(["sqlite3", db, "INSERT INTO t(who) VALUES ('cli')"], text=True)
+    wait_until(lambda: any(d["waiting"] for d in locks_report(mounted)["databases"]))
+    sent = time.monotonic()
+    cli.send_signal(signal.SIGINT)
+    cli.communicate(timeout=5)
+    assert time.monotonic() - sent < 1.0
+    kill(holder)
+    assert rows(db) == ["before"]
+
+
+def test_wait_bound_gives_database_is_locked_not_a_hang(mount_factory: MountFactory) -> None:
+    m = mount_factory("--lock-timeout=1")
+    db = m.path("b.db")
+    make_db(db, wal=False)
+    holder = start(HOLDER, db)
+    wait_for_line(holder, "holding")
+    waiter = start(WRITER, db, "late")
+    _, err = waiter.communicate(timeout=10)
+    assert waiter.returncode != 0
+    assert "database is locked" in err
+    counters = next(d for d in locks_report(m)["databases"] if d["database"] == "/b.db")["counters"]
+    assert counters["timeouts"] == 1
+    kill(holder)
+
+
+COUNTING_WRITER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+i = 0
+while True:
+    try:
+        conn.execute("INSERT INTO t(who) VALUES (?)", (f"{sys.argv[2]}-{i}",))
+    except sqlite3.Error as e:
+        print("error", e, flush=True)
+        break
+    print("acked", f"{sys.argv[2]}-{i}", flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["rollback", "wal"])
+def test_daemon_killed_under_load_loses_no_acknowledged_commit(mounted: Mounted, wal: bool) -> None:
+    db = mounted.path("d.db")
+    make_db(db, wal)
+    writers = [start(COUNTING_WRITER, db, f"w{i}") for i in range(4)]
+    time.sleep(1.5)
+    mounted.process.kill()
+    acked: set[str] = set()
+    for w in writers:
+        out, _ = w.communicate(timeout=30)  # clients get an error, never a hang
+        acked |= {line.split()[1] for line in out.splitlines() if line.startswith("acked")}
+    force_unmount(mounted.mnt)
+    assert len(acked) > 10
+    # A fresh mount of the same files: SQLite rolls back any hot journal on first read.
+    with MountProcess(mounted.backing, mounted.mnt):
+        present = set(rows(db))
+    assert acked <= present
