@@ -1,0 +1,156 @@
+"""The mount's promises beyond plain contention: namespaces, readers, big files, start and stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hoodydb.fs.process import MountProcess, is_mounted
+from tests.conftest import Mounted, MountFactory
+
+pytestmark = pytest.mark.fuse
+
+UNSHARE = ["unshare", "--mount", "--pid", "--fork", "--mount-proc"]
+NAMESPACED_WRITER = """
+import os, sqlite3, sys
+assert os.getpid() == 1, "not in a PID namespace of its own"
+for i in range(int(sys.argv[3])):
+    conn = sqlite3.connect(sys.argv[1], timeout=0)
+    conn.execute("BEGIN")
+    n = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+    conn.execute("INSERT INTO t(who, seen) VALUES (?, ?)", (sys.argv[2], n))
+    conn.commit()
+    conn.close()
+"""
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["rollback", "wal"])
+def test_writers_in_separate_mount_and_pid_namespaces(mounted: Mounted, wal: bool) -> None:
+    """Containers on one host: each writer has its own mount and PID namespace; only the mount is shared."""
+    db = mounted.path("ns.db")
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT, seen INT)")
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.commit()
+    conn.close()
+    per_writer, writers = 15, 6
+    procs = [
+        subprocess.Popen(
+            [*UNSHARE, sys.executable, "-c", NAMESPACED_WRITER, db, f"c{i}", str(per_writer)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(writers)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * writers, errors
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    seen = [r[0] for r in conn.execute("SELECT seen FROM t ORDER BY id")]
+    conn.close()
+    # Every transaction saw every earlier commit: the count it read is its position.
+    assert seen == list(range(per_writer * writers))
+
+
+LONG_READER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, isolation_level=None)
+conn.execute("BEGIN")
+print(conn.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
+time.sleep(float(sys.argv[2]))
+print(conn.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
+conn.execute("COMMIT")
+"""
+
+
+def test_read_only_reader_runs_beside_writers_in_wal(mounted: Mounted) -> None:
+    db = mounted.path("ro.db")
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    reader = subprocess.Popen([sys.executable, "-c", LONG_READER, db, "3"], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout is not None
+    assert reader.stdout.readline().strip() == "1"
+    started = time.monotonic()
+    writer = sqlite3.connect(db, timeout=0, isolation_level=None)
+    for _ in range(5):
+        writer.execute("INSERT INTO t VALUES (2)")
+    elapsed = time.monotonic() - started
+    writer.close()
+    out, _ = reader.communicate(timeout=10)
+    conn.close()
+    assert elapsed < 2.0, f"writers waited {elapsed:.1f}s behind a read-only reader"
+    assert out.strip() == "1"  # its snapshot held still while the writes committed
+
+
+def test_database_larger_than_one_gib_crosses_the_lock_bytes(mounted: Mounted) -> None:
+    db = mounted.path("big.db")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA page_size=65536")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB)")
+    chunk = os.urandom(1 << 20)
+    for i in range(1100):  # 1100 MiB: past the PENDING byte at 1 GiB
+        conn.execute("INSERT INTO blobs(b) VALUES (?)", (chunk[i % 97 :] + chunk[: i % 97],))
+        if i % 100 == 99:
+            conn.commit()
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    assert os.path.getsize(mounted.backing / "big.db") > 1 << 30
+    check = subprocess.run(
+        ["sqlite3", db, "PRAGMA quick_check; SELECT count(*), sum(length(b)) FROM blobs WHERE id > 1000;"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert check.stdout.split() == ["ok", f"100|{100 << 20}"]
+
+
+def test_sigterm_unmounts_even_with_a_waiting_client(tmp_path: Path) -> None:
+    backing, mnt = tmp_path / "b", tmp_path / "m"
+    backing.mkdir()
+    m = MountProcess(backing, mnt).start()
+    try:
+        db = str(mnt / "t.db")
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("CREATE TABLE t(x)")
+        holder.execute("BEGIN IMMEDIATE")
+        waiter = subprocess.Popen(["sqlite3", db, "INSERT INTO t VALUES (1)"], stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        assert m.proc is not None
+        m.proc.send_signal(signal.SIGTERM)
+        m.proc.wait(timeout=10)
+        waiter.communicate(timeout=10)
+        assert waiter.returncode != 0  # an error, not a hang
+        assert not is_mounted(mnt)
+        holder.close()
+    finally:
+        m.stop()
+
+
+def test_clear_errors_before_mounting(tmp_path: Path, mount_factory: MountFactory) -> None:
+    def mount(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hoodydb", "mount", *args, "--foreground"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    missing = mount(str(tmp_path / "nope"), str(tmp_path / "m1"))
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    busy = mount_factory()
+    again = mount(str(busy.backing), str(busy.mnt))
+    assert again.returncode != 0 and "busy" in again.stderr
+    inside = mount(str(busy.backing), str(busy.backing / "sub"))
+    assert inside.returncode != 0 and "inside the backing" in inside.stderr
