@@ -1,0 +1,1 @@
+"""Benchmarks and workload drivers for hoodydb: `python -m bench [contention|single] [--quick]`."""
