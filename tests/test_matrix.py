@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,14 @@ def test_mount_cell_has_no_errors(
     assert result.crashed_workers == 0, result.summary()
     assert result.ok == result.rows == spec.expected, result.summary()
     assert result.integrity == "ok", result.summary()
+    if pattern == "txn":
+        # Each transaction inserted MAX(v) + 1: a serial history leaves v = 1..rows, no duplicate.
+        conn = sqlite3.connect(mnt / f"{spec.label()}.db")
+        try:
+            distinct, top = conn.execute("SELECT count(DISTINCT v), MAX(v) FROM t").fetchone()
+        finally:
+            conn.close()
+        assert distinct == top == spec.expected, result.summary()
 
 
 @pytest.mark.parametrize(("pattern", "journal_mode"), [("ai", "delete"), ("keep", "wal"), ("txn", "wal")])
