@@ -51,9 +51,15 @@ def error_response(code: str, message: str, *, req_idx: int | None = None) -> Js
     if req_idx is not None:
         body["reqIdx"] = req_idx
     status = STATUS_BY_CODE.get(code, 500)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers: dict[str, str] = {}
+    if status in (401, 413):
+        # The request body was not (fully) read, so the connection cannot carry another request:
+        # say so, or a keep-alive client sends its next request into a closing socket.
+        headers["Connection"] = "close"
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
-        headers = {"Retry-After": "1"}
+        headers["Retry-After"] = "1"
     return JsonResponse(body, status_code=status, headers=headers)
 
 

@@ -95,8 +95,11 @@ def _stored_value(entry: kv.Entry) -> Any:
 
 async def put_key(request: Request) -> Response:
     state = app_state(request)
+    # The body is read before anything is checked: an unread body makes the server drop the
+    # keep-alive connection, and the client's next request on it would fail.
+    value = await read_json(request, state.config.max_body_bytes)
     key, ttl, condition = _key(request), _ttl(request), precondition(request)
-    value_json = dump_json(await read_json(request, state.config.max_body_bytes))
+    value_json = dump_json(value)
     path = await database_path(request)
     job = partial(kv.put, key=key, value_json=value_json, now=time.time(), ttl=ttl, precondition=condition)
     entry, created = await state.pool.run(path, job)

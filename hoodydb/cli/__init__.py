@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from hoodydb import __version__
+from hoodydb.cli.db import db
+from hoodydb.cli.kv import kv
 from hoodydb.cli.mount import locks, mount
 from hoodydb.cli.serve import serve
 
@@ -18,3 +20,5 @@ def main() -> None:
 main.add_command(mount)
 main.add_command(locks)
 main.add_command(serve)
+main.add_command(db)
+main.add_command(kv)
