@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import threading
 from typing import Any
 
 import mfusepy
@@ -33,6 +34,24 @@ def request_context() -> tuple[int, int, int]:
     return mfusepy.fuse_get_context()
 
 
+def request_pid() -> int:
+    return _libfuse.fuse_get_context().contents.pid  # type: ignore[no-any-return]
+
+
+_thread_state = threading.local()
+
+
+def _pin_thread_state() -> None:
+    """Keep this libfuse worker's Python thread state alive between callbacks.
+
+    A ctypes callback on a thread Python did not start creates a thread state on entry and
+    destroys it on exit; one extra PyGILState_Ensure that is never released keeps it, which
+    saves that set-up on every later request this thread serves.
+    """
+    ctypes.pythonapi.PyGILState_Ensure()
+    _thread_state.pinned = True
+
+
 def abort_errno() -> int | None:
     """Polled by waiting lock requests: EINTR once the client was interrupted (signal, kill),
     EAGAIN once the daemon is shutting down, None otherwise."""
@@ -50,6 +69,11 @@ def _fh(fip: Any) -> int | None:
 
 class FUSE(mfusepy.FUSE):
     """mfusepy.FUSE with file handles for the metadata calls and the lock owner for locks."""
+
+    def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> int:
+        if not getattr(_thread_state, "pinned", False):
+            _pin_thread_state()
+        return super()._wrapper(func, *args, **kwargs)  # type: ignore[no-any-return]
 
     def _path(self, path: bytes | None) -> str | None:
         return None if path is None else path.decode(self.encoding, self.errors)

@@ -113,6 +113,7 @@ def run(opts: MountOptions) -> None:
             # never starve the admitted client of threads for its reads and writes.
             max_threads=opts.max_threads,
             max_idle_threads=32,
+            clone_fd=True,  # a /dev/fuse descriptor per worker: no shared read queue to wake
         )
     finally:
         manager.shutdown()

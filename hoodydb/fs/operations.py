@@ -369,7 +369,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         if kind is None:
             return -errno.EINVAL
         start, end = byte_range(fl.l_start, fl.l_len)
-        pid = binding.request_context()[2] if kind is not LockKind.UNLOCK else 0
+        pid = binding.request_pid() if kind is not LockKind.UNLOCK else 0
         req = LockRequest(
             handle.file,
             handle.db,
@@ -379,8 +379,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             start,
             end,
             kind,
-            readonly=handle.readonly,
-            wait=cmd == binding.F_SETLKW,
+            handle.readonly,
+            cmd == binding.F_SETLKW,
         )
         if cmd == binding.F_GETLK:
             conflict = self.manager.getlk(req)

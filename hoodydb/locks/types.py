@@ -32,9 +32,11 @@ class Policy(enum.Enum):
     OFF = "off"  # plain POSIX: every conflict is answered at once, as on a local disk
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every lock call, and frozen __init__ costs 3x
 class LockRequest:
-    """One F_SETLK/F_SETLKW/F_GETLK as the kernel delivered it, translated to byte ranges."""
+    """One F_SETLK/F_SETLKW/F_GETLK as the kernel delivered it, translated to byte ranges.
+
+    Treat as immutable."""
 
     file: FileKey
     db: FileKey | None  # the database this file belongs to; None for files outside SQLite's protocol
