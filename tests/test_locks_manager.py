@@ -1,0 +1,808 @@
+"""LockManager driven from real threads: SQLite's lock sequences (DESIGN §3) without FUSE.
+
+Each simulated client is one lock owner (one process). Requests that may wait run in their own
+threads; timeouts and poll intervals are small so the file runs in a few seconds. Where a test
+proves that a waiter is woken directly (not by polling), the poll interval is long instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pytest
+
+import hoodydb.locks.manager as manager_module
+from hoodydb.locks.layout import (
+    SHARED_SIZE,
+    SHM_CHECKPOINT,
+    SHM_DMS,
+    SHM_READ_FIRST,
+    SHM_WRITE,
+    LockLayout,
+)
+from hoodydb.locks.manager import LockManager
+from hoodydb.locks.types import EOF_OFFSET, Conflict, FileKey, FileRole, LockKind, LockRequest, Policy
+
+pytestmark = pytest.mark.timeout(60)
+
+R, W, U = LockKind.READ, LockKind.WRITE, LockKind.UNLOCK
+LAYOUT = LockLayout(pending=0x10000)  # a testfixture-style layout: nothing may assume the default
+PENDING = (LAYOUT.pending, LAYOUT.pending + 1)
+RESERVED = (LAYOUT.reserved, LAYOUT.reserved + 1)
+SHARED = (LAYOUT.shared_first, LAYOUT.shared_first + SHARED_SIZE)
+PENDING_TO_SHARED = (LAYOUT.pending, LAYOUT.shared_first)
+WHOLE = (0, EOF_OFFSET)
+SLOT = (SHM_READ_FIRST + 1, SHM_READ_FIRST + 2)
+WRITE_LOCK = (SHM_WRITE, SHM_WRITE + 1)
+DMS = (SHM_DMS, SHM_DMS + 1)
+
+DB: FileKey = (1, 100)
+SHM: FileKey = (1, 101)
+DB2: FileKey = (1, 200)
+PLAIN: FileKey = (1, 300)
+
+SOON = 2.0  # how long a thread may take to do something that should be immediate
+
+
+def make_manager(**kw: Any) -> LockManager:
+    args: dict[str, Any] = {"layout": LAYOUT, "lock_timeout": 5.0, "poll_interval": 0.02}
+    args.update(kw)
+    return LockManager(**args)
+
+
+@dataclass
+class Client:
+    """One process using SQLite: every request it makes carries its owner and pid."""
+
+    mgr: LockManager
+    owner: int
+    db: FileKey = DB
+    shm: FileKey = SHM
+    readonly: bool = False
+
+    @property
+    def pid(self) -> int:
+        return 1000 + self.owner
+
+    def lock(
+        self,
+        file: FileKey,
+        role: FileRole,
+        kind: LockKind,
+        span: tuple[int, int],
+        *,
+        db: FileKey | None = None,
+        wait: bool = False,
+        abort: Callable[[], int | None] | None = None,
+    ) -> int:
+        req = LockRequest(
+            file=file,
+            db=self.db if db is None else db,
+            role=role,
+            owner=self.owner,
+            pid=self.pid,
+            start=span[0],
+            end=span[1],
+            kind=kind,
+            readonly=self.readonly and role is FileRole.DATABASE,
+            wait=wait,
+        )
+        return self.mgr.setlk(req) if abort is None else self.mgr.setlk(req, abort)
+
+    def dbf(self, kind: LockKind, span: tuple[int, int], **kw: Any) -> int:
+        return self.lock(self.db, FileRole.DATABASE, kind, span, **kw)
+
+    def shmf(self, kind: LockKind, span: tuple[int, int], **kw: Any) -> int:
+        return self.lock(self.shm, FileRole.SHM, kind, span, **kw)
+
+    def getlk(self, file: FileKey, role: FileRole, kind: LockKind, span: tuple[int, int]) -> Conflict | None:
+        return self.mgr.getlk(LockRequest(file, self.db, role, self.owner, self.pid, span[0], span[1], kind))
+
+    # -- SQLite's sequences (DESIGN §3) --------------------------------------------------------
+
+    def begin(self) -> int:
+        """Journal mode, start of any transaction: SHARED via PENDING. May wait for the turn."""
+        rc = self.dbf(R, PENDING)
+        if rc:
+            return rc
+        assert self.dbf(R, SHARED) == 0
+        assert self.dbf(U, PENDING) == 0
+        return 0
+
+    def write_and_commit(self) -> None:
+        assert self.dbf(W, RESERVED) == 0
+        assert self.dbf(W, PENDING) == 0
+        assert self.dbf(W, SHARED) == 0
+
+    def end(self) -> None:
+        assert self.dbf(R, SHARED) == 0  # downgrade
+        assert self.dbf(U, PENDING_TO_SHARED) == 0
+        assert self.dbf(U, WHOLE) == 0
+
+    def wal_open(self) -> None:
+        """WAL: SHARED on the database (kept), the DMS check and read lock, one first transaction."""
+        assert self.begin() == 0
+        conflict = self.getlk(self.shm, FileRole.SHM, W, DMS)
+        assert conflict is None or conflict.kind is R
+        assert self.shmf(R, DMS) == 0
+        assert self.shmf(R, SLOT) == 0
+        assert self.shmf(U, SLOT) == 0
+
+    def wal_begin(self) -> tuple[int, int]:
+        """A WAL transaction start: RDLCK on a read slot, retried on EAGAIN as SQLite does.
+
+        Returns (answer, number of EAGAIN retries)."""
+        retries = 0
+        while True:
+            rc = self.shmf(R, SLOT)
+            if rc != errno.EAGAIN or retries >= 3:
+                return rc, retries
+            retries += 1
+
+    def wal_write(self) -> None:
+        assert self.shmf(W, WRITE_LOCK) == 0
+        assert self.shmf(U, WRITE_LOCK) == 0
+
+    def wal_close(self) -> None:
+        # Try EXCLUSIVE to checkpoint; failing is normal and must be immediate.
+        for span in (RESERVED, PENDING, SHARED):
+            if self.dbf(W, span) != 0:
+                break
+        assert self.shmf(U, WHOLE) == 0
+        assert self.dbf(U, WHOLE) == 0
+
+
+@dataclass
+class Bg:
+    """A call running in a daemon thread, with its answer and the time it took."""
+
+    fn: Callable[[], Any]
+    result: Any = None
+    error: BaseException | None = None
+    elapsed: float = 0.0
+    thread: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        try:
+            self.result = self.fn()
+        except BaseException as e:
+            self.error = e
+        self.elapsed = time.monotonic() - t0
+
+    def get(self, timeout: float = SOON) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "call still blocked"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def blocked(self, settle: float = 0.05) -> bool:
+        time.sleep(settle)
+        return self.thread.is_alive()
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = SOON) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.002)
+
+
+def db_snapshot(mgr: LockManager, name: str) -> dict[str, Any]:
+    (found,) = [d for d in mgr.snapshot() if d["database"] == name]
+    return found
+
+
+def waiting(mgr: LockManager, name: str = "db") -> int:
+    return len(db_snapshot(mgr, name)["waiting"])
+
+
+def queue_is(mgr: LockManager, n: int) -> bool:
+    return waiting(mgr) == n
+
+
+def admitted_pid(mgr: LockManager, name: str = "db") -> int | None:
+    adm = db_snapshot(mgr, name)["admitted"]
+    return None if adm is None else int(adm["pid"])
+
+
+@pytest.fixture
+def mgr() -> Iterator[LockManager]:
+    m = make_manager()
+    m.name_database(DB, "db")
+    yield m
+    m.shutdown()
+
+
+def clients(mgr: LockManager, n: int, **kw: Any) -> list[Client]:
+    return [Client(mgr, owner, **kw) for owner in range(1, n + 1)]
+
+
+# -- POSIX semantics through the manager ------------------------------------------------------------
+
+
+def test_getlk_reports_the_conflicting_lock_exactly(mgr: LockManager) -> None:
+    a, b = clients(mgr, 2)
+    assert a.begin() == 0
+    assert a.dbf(W, RESERVED) == 0
+    assert b.getlk(DB, FileRole.DATABASE, W, RESERVED) == Conflict(W, *RESERVED, pid=a.pid)
+    assert b.getlk(DB, FileRole.DATABASE, R, RESERVED) == Conflict(W, *RESERVED, pid=a.pid)
+    assert b.getlk(DB, FileRole.DATABASE, W, WHOLE) in (
+        Conflict(W, *RESERVED, pid=a.pid),
+        Conflict(R, *SHARED, pid=a.pid),
+    )
+    assert b.getlk(DB, FileRole.DATABASE, R, SHARED) is None  # read beside read
+    assert b.getlk(DB, FileRole.DATABASE, W, PENDING) is None  # PENDING was let go
+    assert a.getlk(DB, FileRole.DATABASE, W, WHOLE) is None  # own locks never conflict
+    assert b.getlk(PLAIN, FileRole.OTHER, W, WHOLE) is None  # a file nobody locked
+
+
+def test_getlk_on_the_dms_byte_tells_first_from_later_connections(mgr: LockManager) -> None:
+    a, b = clients(mgr, 2)
+    assert a.getlk(SHM, FileRole.SHM, W, DMS) is None  # the first connection may reset -shm
+    a.wal_open()
+    assert b.getlk(SHM, FileRole.SHM, W, DMS) == Conflict(R, *DMS, pid=a.pid)
+    b.wal_open()
+    a.wal_close()
+    assert a.getlk(SHM, FileRole.SHM, W, DMS) == Conflict(R, *DMS, pid=b.pid)
+
+
+def test_merge_split_and_convert_are_visible_to_getlk(mgr: LockManager) -> None:
+    a, b = clients(mgr, 2)
+    assert a.lock(PLAIN, FileRole.OTHER, R, (0, 10), db=PLAIN) == 0
+    assert a.lock(PLAIN, FileRole.OTHER, R, (10, 20), db=PLAIN) == 0
+    assert b.getlk(PLAIN, FileRole.OTHER, W, (15, 16)) == Conflict(R, 0, 20, a.pid)  # merged
+    assert a.lock(PLAIN, FileRole.OTHER, W, (5, 8), db=PLAIN) == 0  # convert the middle
+    assert b.getlk(PLAIN, FileRole.OTHER, R, (0, 20)) == Conflict(W, 5, 8, a.pid)
+    assert a.lock(PLAIN, FileRole.OTHER, U, (5, 8), db=PLAIN) == 0  # split
+    assert b.getlk(PLAIN, FileRole.OTHER, W, (5, 8)) is None
+    assert b.getlk(PLAIN, FileRole.OTHER, W, (8, 9)) == Conflict(R, 8, 20, a.pid)
+    assert a.lock(PLAIN, FileRole.OTHER, U, WHOLE, db=PLAIN) == 0
+    assert b.getlk(PLAIN, FileRole.OTHER, W, WHOLE) is None
+
+
+def test_conflict_on_a_file_outside_the_protocol_is_answered_at_once() -> None:
+    mgr = make_manager(lock_timeout=10.0)
+    a, b = clients(mgr, 2)
+    assert a.lock(PLAIN, FileRole.OTHER, W, (0, 1), db=None) == 0
+    t0 = time.monotonic()
+    assert b.lock(PLAIN, FileRole.OTHER, R, (0, 1), db=None) == errno.EAGAIN
+    assert time.monotonic() - t0 < 1.0
+    assert b.lock(PLAIN, FileRole.OTHER, W, (1, 2), db=None) == 0
+
+
+def test_release_drops_one_owners_locks_and_lets_the_next_in(mgr: LockManager) -> None:
+    a, b, c = clients(mgr, 3)
+    assert a.begin() == 0
+    a.write_and_commit()
+    blocked = Bg(b.begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    # PENDING, RESERVED and the SHARED range, all WRLCK: one merged segment.
+    assert c.getlk(DB, FileRole.DATABASE, R, SHARED) == Conflict(W, PENDING[0], SHARED[1], pid=a.pid)
+    mgr.release(DB, a.owner)  # FLUSH: close() of the database file
+    assert blocked.get() == 0
+    assert admitted_pid(mgr) == b.pid
+    assert c.getlk(DB, FileRole.DATABASE, W, SHARED) == Conflict(R, *SHARED, pid=b.pid)
+    mgr.release(DB, 99)  # an owner that holds nothing
+    mgr.release(PLAIN, a.owner)  # a file nobody locked
+    b.end()
+    assert admitted_pid(mgr) is None
+
+
+def test_release_file_drops_everything_and_wakes_waiters(mgr: LockManager) -> None:
+    a, b, c, d = clients(mgr, 4)
+    assert a.lock(PLAIN, FileRole.OTHER, R, (0, 10), db=None) == 0
+    assert b.lock(PLAIN, FileRole.OTHER, R, (5, 20), db=None) == 0
+    writer = Bg(lambda: c.lock(PLAIN, FileRole.OTHER, W, (0, 20), db=None, wait=True))
+    assert writer.blocked()
+    assert a.begin() == 0
+    turn = Bg(d.begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    mgr.release_file(PLAIN)
+    assert writer.get() == 0
+    assert d.getlk(PLAIN, FileRole.OTHER, R, WHOLE) == Conflict(W, 0, 20, c.pid)
+    mgr.release_file(DB)
+    assert turn.get() == 0
+    assert admitted_pid(mgr) == d.pid
+    assert a.getlk(DB, FileRole.DATABASE, W, WHOLE) == Conflict(R, *SHARED, pid=d.pid)
+    mgr.release_file((9, 9))  # unknown file: nothing to do
+
+
+def test_setlkw_blocks_posix_style_and_reports_a_cycle() -> None:
+    mgr = make_manager(lock_timeout=0.1)  # F_SETLKW is not bounded by the lock timeout
+    a, b = clients(mgr, 2)
+    assert a.lock(PLAIN, FileRole.OTHER, W, (0, 1), db=None) == 0
+    assert b.lock(PLAIN, FileRole.OTHER, W, (1, 2), db=None) == 0
+    first = Bg(lambda: a.lock(PLAIN, FileRole.OTHER, W, (1, 2), db=None, wait=True))
+    assert first.blocked(0.3)
+    assert b.lock(PLAIN, FileRole.OTHER, W, (0, 1), db=None, wait=True) == errno.EDEADLK
+    assert first.blocked()
+    assert b.lock(PLAIN, FileRole.OTHER, U, WHOLE, db=None) == 0
+    assert first.get() == 0
+    assert b.getlk(PLAIN, FileRole.OTHER, R, WHOLE) == Conflict(W, 0, 2, a.pid)
+
+
+def test_setlkw_interrupted_answers_eintr() -> None:
+    mgr = make_manager()
+    a, b = clients(mgr, 2)
+    assert a.lock(PLAIN, FileRole.OTHER, W, WHOLE, db=None) == 0
+    stop = threading.Event()
+
+    def interrupted() -> int | None:
+        return errno.EINTR if stop.is_set() else None
+
+    blocked = Bg(lambda: b.lock(PLAIN, FileRole.OTHER, R, (0, 1), db=None, wait=True, abort=interrupted))
+    assert blocked.blocked()
+    stop.set()
+    assert blocked.get() == errno.EINTR
+    assert a.getlk(PLAIN, FileRole.OTHER, W, WHOLE) is None
+
+
+# -- the gate: journal mode --------------------------------------------------------------------------
+
+
+def test_journal_transactions_are_admitted_one_at_a_time_in_fifo_order() -> None:
+    # A long poll interval: a waiter that is not woken by its hand-off would stall the test.
+    mgr = make_manager(poll_interval=30.0, lock_timeout=30.0)
+    mgr.name_database(DB, "db")
+    a, *rest = clients(mgr, 5)
+    assert a.begin() == 0
+    order: list[int] = []
+    inside = [1]  # a is inside
+    mu = threading.Lock()
+
+    def txn(c: Client) -> None:
+        assert c.begin() == 0
+        with mu:
+            inside[0] += 1
+            assert inside[0] == 1
+            order.append(c.owner)
+        c.write_and_commit()
+        with mu:
+            inside[0] -= 1
+        c.end()
+
+    threads = []
+    for i, c in enumerate(rest):
+        threads.append(Bg(functools.partial(txn, c)))
+        wait_until(functools.partial(queue_is, mgr, i + 1))
+    snap = db_snapshot(mgr, "db")
+    assert [w["pid"] for w in snap["waiting"]] == [c.pid for c in rest]
+    assert snap["admitted"]["pid"] == a.pid
+    a.write_and_commit()
+    with mu:
+        inside[0] -= 1
+    a.end()
+    for t in threads:
+        t.get()
+    assert order == [c.owner for c in rest]
+    snap = db_snapshot(mgr, "db")
+    assert snap["admitted"] is None and snap["waiting"] == []
+    assert snap["counters"]["transactions"] == 5
+    assert snap["counters"]["waits"] == 4
+    assert snap["counters"]["max_queue"] == 4
+    mgr.shutdown()
+
+
+class CountingCondition(threading.Condition):
+    notified: ClassVar[list[CountingCondition]] = []
+
+    def notify(self, n: int = 1) -> None:
+        CountingCondition.notified.append(self)
+        super().notify(n)
+
+
+def test_a_hand_off_wakes_exactly_one_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        manager_module, "threading", types.SimpleNamespace(Lock=threading.Lock, Condition=CountingCondition)
+    )
+    CountingCondition.notified.clear()
+    mgr = make_manager(poll_interval=30.0, lock_timeout=30.0)
+    mgr.name_database(DB, "db")
+    a, b, c, d = clients(mgr, 4)
+    assert a.begin() == 0
+    started = [Bg(b.begin)]
+    wait_until(lambda: waiting(mgr) == 1)
+    started += [Bg(c.begin)]
+    wait_until(lambda: waiting(mgr) == 2)
+    started += [Bg(d.begin)]
+    wait_until(lambda: waiting(mgr) == 3)
+    assert CountingCondition.notified == []
+    a.end()
+    assert started[0].get() == 0
+    assert len(CountingCondition.notified) == 1
+    assert started[1].blocked() and started[2].blocked()
+    b.end()
+    assert started[1].get() == 0
+    assert len(CountingCondition.notified) == 2
+    assert started[2].blocked()
+    c.end()
+    assert started[2].get() == 0
+    assert len(set(map(id, CountingCondition.notified))) == 3  # three different waiters, once each
+    d.end()
+    mgr.shutdown()
+
+
+def test_many_journal_writers_never_overlap_and_never_fail() -> None:
+    mgr = make_manager(poll_interval=0.01)
+    mgr.name_database(DB, "db")
+    inside = [0]
+    peak = [0]
+    mu = threading.Lock()
+
+    def worker(c: Client) -> int:
+        for _ in range(5):
+            assert c.begin() == 0
+            with mu:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            c.write_and_commit()
+            with mu:
+                inside[0] -= 1
+            c.end()
+        return 0
+
+    runs = [Bg(functools.partial(worker, c)) for c in clients(mgr, 8)]
+    assert [r.get(10.0) for r in runs] == [0] * 8
+    assert peak[0] == 1
+    snap = db_snapshot(mgr, "db")
+    assert snap["counters"]["transactions"] == 40
+    assert snap["counters"]["timeouts"] == 0
+    assert snap["holders"] == []
+
+
+def test_wait_is_bounded_by_the_lock_timeout() -> None:
+    mgr = make_manager(lock_timeout=0.3)
+    mgr.name_database(DB, "db")
+    a, b = clients(mgr, 2)
+    assert a.begin() == 0
+    late = Bg(b.begin)
+    assert late.get() == errno.EAGAIN
+    assert 0.29 <= late.elapsed < 1.5
+    snap = db_snapshot(mgr, "db")
+    assert snap["counters"]["timeouts"] == 1
+    assert snap["waiting"] == []
+    assert snap["admitted"]["pid"] == a.pid
+    assert a.getlk(DB, FileRole.DATABASE, W, WHOLE) is None  # b holds nothing
+    a.end()
+    assert b.begin() == 0  # and b gets in next time
+
+
+def test_deadlock_victim_gets_eagain_never_a_hang() -> None:
+    mgr = make_manager(lock_timeout=20.0)
+    mgr.name_database(DB, "db1")
+    mgr.name_database(DB2, "db2")
+    a = Client(mgr, 1, db=DB)
+    b = Client(mgr, 2, db=DB2)
+    assert a.begin() == 0
+    assert b.begin() == 0
+    go = threading.Barrier(2)
+
+    def cross(me: Client, other_db: FileKey) -> int:
+        go.wait()
+        rc = me.lock(other_db, FileRole.DATABASE, R, PENDING, db=other_db)
+        if rc == 0:
+            assert me.lock(other_db, FileRole.DATABASE, U, WHOLE, db=other_db) == 0
+        me.end()  # SQLITE_BUSY: roll back and let go of the own database
+        return rc
+
+    runs = [Bg(lambda: cross(a, DB2)), Bg(lambda: cross(b, DB))]
+    results = [r.get(3.0) for r in runs]
+    assert sorted(results) == [0, errno.EAGAIN]
+    counters = [db_snapshot(mgr, n)["counters"] for n in ("db1", "db2")]
+    assert sum(c["victims"] for c in counters) == 1
+    assert sum(c["timeouts"] for c in counters) == 0
+    assert all(d["admitted"] is None and d["waiting"] == [] for d in mgr.snapshot())
+
+
+def test_interrupted_wait_answers_eagain_and_leaves_the_queue(mgr: LockManager) -> None:
+    a, b, c = clients(mgr, 3)
+    assert a.begin() == 0
+    stop = threading.Event()
+    interrupted = Bg(lambda: b.dbf(R, PENDING, abort=lambda: errno.EINTR if stop.is_set() else None))
+    wait_until(lambda: waiting(mgr) == 1)
+    queued = Bg(c.begin)
+    wait_until(lambda: waiting(mgr) == 2)
+    stop.set()
+    # F_SETLK never answers EINTR: the kernel would restart the call.
+    assert interrupted.get() == errno.EAGAIN
+    assert interrupted.elapsed < SOON
+    snap = db_snapshot(mgr, "db")
+    assert snap["counters"]["interrupts"] == 1
+    assert [w["pid"] for w in snap["waiting"]] == [c.pid]
+    a.end()
+    assert queued.get() == 0
+    assert admitted_pid(mgr) == c.pid
+
+
+def test_max_waiters_bounds_the_parked_requests() -> None:
+    mgr = make_manager(max_waiters=1)
+    mgr.name_database(DB, "db")
+    a, b, c = clients(mgr, 3)
+    assert a.begin() == 0
+    parked = Bg(b.begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    t0 = time.monotonic()
+    assert c.begin() == errno.EAGAIN
+    assert time.monotonic() - t0 < 1.0
+    assert [w["pid"] for w in db_snapshot(mgr, "db")["waiting"]] == [b.pid]
+    a.end()
+    assert parked.get() == 0
+
+
+def test_readonly_owner_bypasses_the_gate(mgr: LockManager) -> None:
+    a, b = clients(mgr, 2)
+    r = Client(mgr, 9, readonly=True)
+    assert a.begin() == 0
+    assert a.dbf(W, RESERVED) == 0  # a is writing
+    queued = Bg(b.begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    t0 = time.monotonic()
+    assert r.begin() == 0  # beside the admitted writer, no wait
+    assert time.monotonic() - t0 < 1.0
+    snap = db_snapshot(mgr, "db")
+    assert snap["readers"] == [r.pid]
+    assert snap["admitted"]["pid"] == a.pid
+    assert snap["holders"] == sorted([a.pid, r.pid])
+    r.end()
+    assert db_snapshot(mgr, "db")["readers"] == []
+    a.end()
+    assert queued.get() == 0
+
+
+def test_reader_holding_nothing_waits_for_a_committing_writer(mgr: LockManager) -> None:
+    a = Client(mgr, 1)
+    r = Client(mgr, 9, readonly=True)
+    assert a.begin() == 0
+    a.write_and_commit()  # a holds EXCLUSIVE
+    reader = Bg(r.begin)
+    assert reader.blocked()
+    a.end()
+    assert reader.get() == 0
+    r.end()
+
+
+def test_admitted_writer_waits_for_a_reader_who_gets_eagain_at_once(mgr: LockManager) -> None:
+    a = Client(mgr, 1)
+    r = Client(mgr, 9, readonly=True)
+    assert r.begin() == 0
+    assert a.begin() == 0
+    assert a.dbf(W, RESERVED) == 0
+    assert a.dbf(W, PENDING) == 0
+    commit = Bg(lambda: a.dbf(W, SHARED))  # the admitted owner may wait for readers to drain
+    assert commit.blocked()
+    # The reader holds SHARED and is not admitted: a conflict is answered at once, never parked.
+    t0 = time.monotonic()
+    assert r.dbf(R, PENDING) == errno.EAGAIN
+    assert time.monotonic() - t0 < 1.0
+    r.end()
+    assert commit.get() == 0
+    a.end()
+
+
+# -- the gate: WAL mode -----------------------------------------------------------------------------
+
+
+def test_wal_hand_off_reserves_the_turn_for_the_retry(mgr: LockManager) -> None:
+    a, b, c = clients(mgr, 3)
+    for x in (a, b, c):
+        x.wal_open()
+    assert mgr.snapshot()[0]["mode"] == "wal"
+    assert a.shmf(R, SLOT) == 0
+    a.wal_write()
+    first = Bg(lambda: b.shmf(R, SLOT))
+    wait_until(lambda: waiting(mgr) == 1)
+    assert a.shmf(U, SLOT) == 0  # a's transaction is over: hand-off to b
+    assert first.get() == errno.EAGAIN  # b re-reads the WAL header ...
+    adm = db_snapshot(mgr, "db")["admitted"]
+    assert adm["pid"] == b.pid and adm["reserved"] is True
+    third = Bg(lambda: c.shmf(R, SLOT))  # ... while nobody can take its turn
+    wait_until(lambda: waiting(mgr) == 1)
+    t0 = time.monotonic()
+    assert b.shmf(R, SLOT) == 0  # ... and the retry gets straight in
+    assert time.monotonic() - t0 < 1.0
+    assert db_snapshot(mgr, "db")["admitted"]["reserved"] is False
+    b.wal_write()
+    assert third.blocked()
+    assert b.shmf(U, SLOT) == 0
+    assert third.get() == errno.EAGAIN
+    assert c.wal_begin() == (0, 0)
+    assert c.shmf(U, SLOT) == 0
+    assert admitted_pid(mgr) is None
+    assert db_snapshot(mgr, "db")["counters"]["expired_reservations"] == 0
+
+
+def test_wal_reservation_expires_when_the_retry_never_comes() -> None:
+    mgr = make_manager(reservation_seconds=0.2)
+    mgr.name_database(DB, "db")
+    a, b, c = clients(mgr, 3)
+    for x in (a, b, c):
+        x.wal_open()
+    assert a.shmf(R, SLOT) == 0
+    first = Bg(lambda: b.shmf(R, SLOT))
+    wait_until(lambda: waiting(mgr) == 1)
+    assert a.shmf(U, SLOT) == 0
+    assert first.get() == errno.EAGAIN
+    # b never comes back; c waits behind the reservation until it expires.
+    t0 = time.monotonic()
+    third = Bg(c.wal_begin)
+    assert third.get() == (0, 1)
+    assert 0.1 <= time.monotonic() - t0 < 1.5
+    snap = db_snapshot(mgr, "db")
+    assert snap["counters"]["expired_reservations"] == 1
+    assert snap["admitted"]["pid"] == c.pid
+    assert c.shmf(U, SLOT) == 0
+    # b's late retry is a fresh transaction start.
+    assert b.wal_begin() == (0, 0)
+    assert b.shmf(U, SLOT) == 0
+
+
+def test_wal_owner_holding_locks_gets_eagain_at_once_on_conflict(mgr: LockManager) -> None:
+    a, b = clients(mgr, 2)
+    a.wal_open()
+    b.wal_open()
+    assert a.wal_begin() == (0, 0)
+    assert a.shmf(W, WRITE_LOCK) == 0
+    t0 = time.monotonic()
+    assert b.shmf(W, WRITE_LOCK) == errno.EAGAIN  # b holds SHARED and DMS: never parked
+    assert b.shmf(W, (SHM_CHECKPOINT, SHM_CHECKPOINT + 1)) == 0  # no conflict: granted
+    assert b.shmf(U, (SHM_CHECKPOINT, SHM_CHECKPOINT + 1)) == 0
+    assert time.monotonic() - t0 < 1.0
+    assert admitted_pid(mgr) == a.pid
+
+
+def test_wal_close_checkpoint_attempt_fails_at_once(mgr: LockManager) -> None:
+    a, b = clients(mgr, 2)
+    a.wal_open()
+    b.wal_open()
+    t0 = time.monotonic()
+    a.wal_close()  # b's SHARED stands in the way of a's EXCLUSIVE: normal and silent
+    assert time.monotonic() - t0 < 1.0
+    assert b.getlk(SHM, FileRole.SHM, W, DMS) is None
+    b.wal_close()
+    assert mgr.snapshot()[0]["holders"] == []
+
+
+def test_many_wal_writers_never_overlap(mgr: LockManager) -> None:
+    inside = [0]
+    peak = [0]
+    retries = [0]
+    mu = threading.Lock()
+    cs = clients(mgr, 6)
+    for c in cs:
+        c.wal_open()
+
+    def worker(c: Client) -> int:
+        for _ in range(5):
+            rc, n = c.wal_begin()
+            assert rc == 0
+            with mu:
+                retries[0] += n
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            c.wal_write()
+            with mu:
+                inside[0] -= 1
+            assert c.shmf(U, SLOT) == 0
+        return 0
+
+    runs = [Bg(functools.partial(worker, c)) for c in cs]
+    assert [r.get(10.0) for r in runs] == [0] * 6
+    assert peak[0] == 1
+    snap = db_snapshot(mgr, "db")
+    assert snap["counters"]["timeouts"] == 0
+    assert snap["counters"]["expired_reservations"] == 0
+    assert retries[0] == snap["counters"]["waits"]  # every hand-off costs exactly one retry
+    for c in cs:
+        c.wal_close()
+
+
+def test_wal_readonly_reader_reads_beside_the_writer(mgr: LockManager) -> None:
+    a = Client(mgr, 1)
+    r = Client(mgr, 9, readonly=True)
+    a.wal_open()
+    r.wal_open()
+    assert a.wal_begin() == (0, 0)
+    assert a.shmf(W, WRITE_LOCK) == 0
+    t0 = time.monotonic()
+    assert r.wal_begin() == (0, 0)
+    assert time.monotonic() - t0 < 1.0
+    snap = db_snapshot(mgr, "db")
+    assert snap["readers"] == [r.pid]
+    assert snap["admitted"]["pid"] == a.pid
+    assert r.shmf(U, SLOT) == 0
+    a.wal_write()
+    assert a.shmf(U, SLOT) == 0
+
+
+# -- policy off, shutdown, snapshot ------------------------------------------------------------------
+
+
+def test_policy_off_answers_every_conflict_at_once() -> None:
+    mgr = make_manager(policy=Policy.OFF, lock_timeout=10.0)
+    mgr.name_database(DB, "db")
+    a, b = clients(mgr, 2)
+    assert a.begin() == 0
+    assert b.begin() == 0  # no gate: both inside
+    assert a.dbf(W, RESERVED) == 0
+    t0 = time.monotonic()
+    assert b.dbf(W, RESERVED) == errno.EAGAIN
+    assert a.dbf(W, PENDING) == 0
+    assert a.dbf(W, SHARED) == errno.EAGAIN  # b's SHARED: even the writer is not parked
+    b.end()
+    c = Client(mgr, 3)
+    assert c.dbf(R, PENDING) == errno.EAGAIN  # holds nothing, still not parked
+    assert time.monotonic() - t0 < 1.0
+    assert a.dbf(W, SHARED) == 0
+    snap = db_snapshot(mgr, "db")
+    assert snap["admitted"] is None
+    assert snap["counters"]["transactions"] == 0
+    # F_SETLKW still blocks, POSIX-style.
+    blocked = Bg(lambda: c.dbf(R, PENDING, wait=True))
+    assert blocked.blocked()
+    a.end()
+    assert blocked.get() == 0
+
+
+def test_shutdown_wakes_every_waiter() -> None:
+    mgr = make_manager(poll_interval=30.0, lock_timeout=30.0)
+    a, b, c = clients(mgr, 3)
+    assert a.begin() == 0
+    a.write_and_commit()
+    gated = Bg(b.begin)
+    assert a.lock(PLAIN, FileRole.OTHER, W, WHOLE, db=None) == 0
+    posix = Bg(lambda: c.lock(PLAIN, FileRole.OTHER, W, WHOLE, db=None, wait=True))
+    assert gated.blocked() and posix.blocked()
+    t0 = time.monotonic()
+    mgr.shutdown()
+    assert gated.get() == errno.EAGAIN
+    assert posix.get() == errno.EAGAIN
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_snapshot_fields() -> None:
+    mgr = make_manager()
+    assert mgr.snapshot() == []
+    mgr.name_database(DB, "db")
+    a, b = clients(mgr, 2)
+    r = Client(mgr, 9, readonly=True)
+    assert a.begin() == 0
+    assert r.begin() == 0
+    queued = Bg(b.begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    time.sleep(0.05)
+    (snap,) = mgr.snapshot()
+    assert set(snap) == {"database", "mode", "admitted", "waiting", "readers", "holders", "counters"}
+    assert snap["database"] == "db"
+    assert snap["mode"] == "rollback"
+    assert snap["admitted"]["pid"] == a.pid
+    assert snap["admitted"]["seconds"] >= 0.05
+    assert snap["admitted"]["reserved"] is False
+    assert len(snap["waiting"]) == 1
+    assert snap["waiting"][0]["pid"] == b.pid
+    assert snap["waiting"][0]["seconds"] >= 0.04
+    assert snap["readers"] == [r.pid]
+    assert snap["holders"] == sorted([a.pid, r.pid])
+    assert snap["counters"]["transactions"] == 1
+    assert snap["counters"]["waits"] == 1
+    a.end()
+    r.end()
+    assert queued.get() == 0
+    b.end()
+    other = Client(mgr, 5, db=DB2)
+    assert other.begin() == 0
+    names = sorted(d["database"] for d in mgr.snapshot())
+    assert names == ["db", f"inode {DB2[1]}"]
+    other.end()
