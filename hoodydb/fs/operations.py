@@ -354,9 +354,10 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 self.open_count[handle.file] = left
                 return 0
             del self.open_count[handle.file]
-        # Nobody has the file open any more, so nobody can hold a lock on it: drop any that a
-        # lost FLUSH left behind rather than let them block the next client.
-        self.manager.release_file(handle.file)
+            # Nobody has the file open any more, so nobody can hold a lock on it: drop any that
+            # a lost FLUSH left behind rather than let them block the next client. (Under the
+            # handle lock, so that an open racing with this release is not forgotten.)
+            self.manager.release_file(handle.file)
         return 0
 
     # -- locks -------------------------------------------------------------------------------------

@@ -48,6 +48,12 @@ class GateCounters:
     wait_seconds: float = 0.0
     max_queue: int = 0
 
+    def add(self, other: GateCounters) -> GateCounters:
+        """The sum of two histories of one database (its file was replaced by a new inode)."""
+        total = GateCounters(**{name: getattr(self, name) + getattr(other, name) for name in self.__slots__})
+        total.max_queue = max(self.max_queue, other.max_queue)
+        return total
+
     def as_dict(self) -> dict[str, float | int]:
         return {name: getattr(self, name) for name in self.__slots__}
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hoodydb.locks.gate import AdmissionGate, Ticket
+from hoodydb.locks.gate import AdmissionGate, GateCounters, Ticket
 from hoodydb.locks.layout import SHM_DMS, SHM_READ_COUNT, SHM_READ_FIRST, SHM_WRITE, LockLayout
 from hoodydb.locks.ranges import RangeTable
 from hoodydb.locks.types import (
@@ -35,6 +35,8 @@ from hoodydb.locks.types import (
 )
 
 log = logging.getLogger(__name__)
+
+RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
 
 READ_SLOTS = (SHM_READ_FIRST, SHM_READ_FIRST + SHM_READ_COUNT)
 WRITE_BYTE = (SHM_WRITE, SHM_WRITE + 1)
@@ -99,6 +101,7 @@ class LockManager:
         self._files: dict[FileKey, _FileState] = {}
         self._dbs: dict[FileKey, _DatabaseState] = {}
         self._waiting: dict[Owner, set[_Waiter]] = {}
+        self._retired: dict[str, tuple[str, GateCounters]] = {}  # name -> (mode, counters)
         self._closing = False
 
     # -- the adapter's entry points ------------------------------------------------------------
@@ -169,6 +172,19 @@ class LockManager:
                 self._after_release(f, db, owner)
                 if f.key not in self._files:
                     break
+            if db is not None and db.key == file and db.gate.admitted is None and not db.gate.queue:
+                self._retire(db)
+
+    def _retire(self, db: _DatabaseState) -> None:
+        """Nobody has the database open: forget its inode (it may be deleted and the inode
+        reused), keep its counters under its name."""
+        del self._dbs[db.key]
+        if not db.name:
+            return
+        _, before = self._retired.pop(db.name, ("", GateCounters()))
+        self._retired[db.name] = (self._mode(db), before.add(db.gate.counters))
+        while len(self._retired) > RETIRED_NAMES:
+            del self._retired[next(iter(self._retired))]
 
     def name_database(self, db: FileKey, name: str) -> None:
         """Remember a path for `db`, for `hoodydb locks`."""
@@ -426,26 +442,31 @@ class LockManager:
 
     # -- observation ---------------------------------------------------------------------------
 
+    def _mode(self, db: _DatabaseState) -> str:
+        return "wal" if db.shm is not None else "rollback"
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Per database: who holds the turn, who waits, who reads beside it, and the counters."""
         with self._mu:
             now = self.clock()
             out = []
+            live = set()
             for db in self._dbs.values():
                 gate = db.gate
-                shm = self._files.get(db.shm) if db.shm is not None else None
-                dbf = self._files.get(db.key)
                 holders: dict[Owner, int] = {}
-                for state in (dbf, shm):
+                for key in (db.key, db.shm):
+                    state = self._files.get(key) if key is not None else None
                     if state is not None:
                         holders.update(state.table.pids)
+                counters = gate.counters
+                if db.name in self._retired:
+                    counters = counters.add(self._retired[db.name][1])
+                live.add(db.name)
                 admitted = gate.admitted
                 out.append(
                     {
                         "database": db.name or f"inode {db.key[1]}",
-                        "mode": "wal"
-                        if shm is not None and any(shm.table.holds(o, *DMS_BYTE) for o in shm.table.owners())
-                        else "rollback",
+                        "mode": self._mode(db),
                         "admitted": None
                         if admitted is None
                         else {
@@ -456,7 +477,21 @@ class LockManager:
                         "waiting": [{"pid": t.pid, "seconds": round(now - t.since, 3)} for t in gate.queue],
                         "readers": sorted(holders[o] for o in db.readers if o in holders),
                         "holders": sorted(set(holders.values())),
-                        "counters": gate.counters.as_dict(),
+                        "counters": counters.as_dict(),
                     }
                 )
+            for name, (mode, counters) in self._retired.items():
+                if name not in live:
+                    out.append(
+                        {
+                            "database": name,
+                            "mode": mode,
+                            "admitted": None,
+                            "waiting": [],
+                            "readers": [],
+                            "holders": [],
+                            "counters": counters.as_dict(),
+                        }
+                    )
+            out.sort(key=lambda d: str(d["database"]))
             return out
