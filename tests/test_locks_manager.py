@@ -806,3 +806,52 @@ def test_snapshot_fields() -> None:
     names = sorted(d["database"] for d in mgr.snapshot())
     assert names == ["db", f"inode {DB2[1]}"]
     other.end()
+
+
+def _pending_request(owner: int, kind: LockKind, start: int, end: int, wait: bool = False) -> LockRequest:
+    return LockRequest(
+        (1, 100), (1, 100), FileRole.DATABASE, owner, 1000 + owner, start, end, kind, wait=wait
+    )
+
+
+def test_a_lock_granted_after_waiting_at_the_gate_is_visible_to_others() -> None:
+    """Regression: the grant used to land in a file state the previous holder's unlock discarded."""
+    layout = LockLayout(pending=0x10000)
+    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01)
+    mgr.name_database((1, 100), "db")
+    pending = (layout.pending, layout.pending + 1)
+    assert mgr.setlk(_pending_request(1, LockKind.READ, *pending)) == 0
+    assert mgr.setlk(_pending_request(1, LockKind.READ, layout.shared_first, layout.shared_first + 510)) == 0
+    assert mgr.setlk(_pending_request(1, LockKind.UNLOCK, *pending)) == 0
+    answers: list[int] = []
+    queued = threading.Thread(
+        target=lambda: answers.append(mgr.setlk(_pending_request(2, LockKind.READ, *pending)))
+    )
+    queued.start()
+    wait_until(lambda: queue_is(mgr, 1))
+    assert mgr.setlk(_pending_request(1, LockKind.UNLOCK, 0, EOF_OFFSET)) == 0
+    queued.join(SOON)
+    assert answers == [0]
+    assert mgr.getlk(_pending_request(3, LockKind.WRITE, *pending)) == Conflict(LockKind.READ, *pending, 1002)
+    assert mgr.setlk(_pending_request(3, LockKind.WRITE, *pending)) == errno.EAGAIN
+
+
+def test_setlkw_interrupted_while_queued_at_the_gate_answers_eintr() -> None:
+    layout = LockLayout(pending=0x10000)
+    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01)
+    mgr.name_database((1, 100), "db")
+    pending = (layout.pending, layout.pending + 1)
+    assert mgr.setlk(_pending_request(1, LockKind.READ, *pending)) == 0
+    stop = threading.Event()
+    answers: list[int] = []
+
+    def blocking() -> None:
+        req = _pending_request(2, LockKind.READ, *pending, wait=True)
+        answers.append(mgr.setlk(req, lambda: errno.EINTR if stop.is_set() else None))
+
+    waiter = threading.Thread(target=blocking)
+    waiter.start()
+    wait_until(lambda: queue_is(mgr, 1))
+    stop.set()
+    waiter.join(SOON)
+    assert answers == [errno.EINTR]

@@ -133,6 +133,9 @@ class LockManager:
                 if err:
                     log.debug("turn refused %s (errno %d)", req, err)
                     return err
+                # While this request waited, the file's state may have been emptied and
+                # discarded by the previous holder's unlock: take the live one.
+                f = self._file(req)
             err = self._acquire(f, db, req, deadline, abort)
             if err and db is not None:
                 self._after_refusal(db, req.owner)
@@ -247,7 +250,7 @@ class LockManager:
                 counters.victims += 1
             else:
                 counters.timeouts += 1
-            return errno.EAGAIN
+            return err if req.wait and err != errno.EAGAIN else errno.EAGAIN
         if ticket.reserve_on_handoff:
             # Rule 3: the read-slot request was made with a WAL header read before the last
             # commit. EAGAIN makes SQLite re-read the header and ask again; the turn waits for it.
