@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -16,6 +18,10 @@ from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIM
 from hoodydb.sql.paths import Roots
 
 _DIR = click.Path(file_okay=False, path_type=Path)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)
 
 
 @click.command()
@@ -80,6 +86,9 @@ def serve(
         busy_timeout=busy_timeout,
         statement_timeout=statement_timeout,
     )
+    # Until Hypercorn installs its own handlers, a stop signal must still unwind the ExitStack
+    # (and so unmount) rather than kill this process and leave the mount behind.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with contextlib.ExitStack() as stack:
         if not no_mount:
             assert data is not None and mountpoint is not None
