@@ -21,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/hoodydb serve --data $(DATA) --mount $(MOUNT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hoodydb tests bench
-	$(BIN)/ruff format --check hoodydb tests bench
+	$(BIN)/ruff check hoodydb tests bench docs
+	$(BIN)/ruff format --check hoodydb tests bench docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
