@@ -112,7 +112,9 @@ def run(opts: MountOptions) -> None:
             # A waiting lock request occupies a worker thread; enough of them that waiters can
             # never starve the admitted client of threads for its reads and writes.
             max_threads=opts.max_threads,
-            max_idle_threads=32,
+            # Workers never exit: each keeps a pinned Python thread state (binding.py), which
+            # an exiting thread would leak.
+            max_idle_threads=opts.max_threads,
             clone_fd=True,  # a /dev/fuse descriptor per worker: no shared read queue to wake
         )
     finally:
