@@ -71,3 +71,22 @@ def test_least_recently_used_idle_databases_are_closed(tmp_path: Path) -> None:
         await pool.close()
 
     asyncio.run(main())
+
+
+def test_a_replaced_or_removed_file_is_reopened_not_written_in_the_void(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+
+    async def main() -> None:
+        pool = DatabasePool()
+        await pool.create(path)
+        await pool.run(path, lambda gc: gc.conn.execute("CREATE TABLE old (x)"))
+        path.unlink()
+        with pytest.raises(SqlApiError) as info:
+            await pool.run(path, lambda gc: None)
+        assert info.value.code == errors.DB_NOT_FOUND
+        await pool.create(path)
+        tables = await pool.run(path, lambda gc: gc.conn.execute("SELECT name FROM sqlite_schema").fetchall())
+        assert tables == []
+        await pool.close()
+
+    asyncio.run(main())

@@ -87,8 +87,17 @@ class DatabaseWorker:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def _identity(self) -> tuple[int, int]:
+        """(device, inode) of the database file now; `db_not_found` if it is gone."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise SqlApiError(errors.DB_NOT_FOUND, "the database no longer exists") from None
+        return st.st_dev, st.st_ino
+
     def _run(self) -> None:
         conn: GuardedConnection | None = None
+        opened_as: tuple[int, int] | None = None
         try:
             while (work := self._queue.get()) is not None:
                 self._busy = True
@@ -96,10 +105,17 @@ class DatabaseWorker:
                 try:
                     if not work.future.set_running_or_notify_cancel():
                         continue
+                    identity = self._identity()
+                    if conn is not None and identity != opened_as:
+                        # The file was replaced (or removed) since we opened it: a kept
+                        # connection would read and write the old, unlinked file.
+                        conn.close()
+                        conn = None
                     if conn is None:
                         # Opened lazily and again after a failure, so a database that was broken
                         # once (or not yet a database) is retried by the next request.
                         conn = self._open()
+                        opened_as = identity
                     conn.lock_wait = 0.0
                     work.future.set_result(work.job(conn))
                 except BaseException as exc:
