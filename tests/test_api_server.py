@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,3 +100,23 @@ def test_usage_errors(tmp_path: Path) -> None:
             check=False,
         )
         assert result.returncode == 2 and "Error" in result.stderr
+
+
+def test_a_lock_held_past_the_busy_timeout_is_503_database_locked(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    args = ["--no-mount", "--root", str(root), "--busy-timeout", "0.2"]
+    with ServeProcess(args, tmp_path) as server:
+        server.client.post("/api/v1/sqlite/databases", json={"path": "locked.db"})
+        write = {"transaction": [{"statement": "CREATE TABLE IF NOT EXISTS t (x)"}]}
+        holder = sqlite3.connect(root / "locked.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # a native writer that keeps its transaction open
+            response = server.client.post("/api/v1/sqlite/db", params={"db": "locked.db"}, json=write)
+            assert response.status_code == 503 and response.json()["code"] == "database_locked"
+            assert response.headers["retry-after"] == "1"
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert (
+            server.client.post("/api/v1/sqlite/db", params={"db": "locked.db"}, json=write).status_code == 200
+        )
