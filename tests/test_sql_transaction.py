@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 
 from hoodydb.sql import errors
@@ -212,3 +213,38 @@ def test_rows_updated_counts_only_this_item(gc: GuardedConnection) -> None:
         },
     )
     assert [r["rowsUpdated"] for r in results] == [2, 0, 1]
+
+
+def test_a_transient_protocol_error_reruns_the_whole_transaction(gc: GuardedConnection) -> None:
+    calls: list[int] = []
+
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise apsw.ProtocolError("locking protocol")
+        return 1
+
+    gc.conn.create_scalar_function("flaky", flaky)
+    results = run(
+        gc,
+        {
+            "transaction": [
+                {"statement": "INSERT INTO t (val) VALUES ('a')"},
+                {"query": "SELECT flaky() AS f"},
+            ]
+        },
+    )
+    assert results[1]["resultSet"] == [{"f": 1}] and len(calls) == 3
+    assert count(gc) == 1  # the failed attempts left nothing behind
+
+
+def test_a_protocol_error_that_persists_is_503_class_not_a_client_error(gc: GuardedConnection) -> None:
+    def always() -> int:
+        raise apsw.ProtocolError("locking protocol")
+
+    gc.conn.create_scalar_function("always", always)
+    error = fails(
+        gc, {"transaction": [{"statement": "INSERT INTO t (val) VALUES ('a')"}, {"query": "SELECT always()"}]}
+    )
+    assert (error.code, error.req_idx) == (errors.DATABASE_LOCKED, 1)
+    assert count(gc) == 0

@@ -25,11 +25,15 @@ PRECONDITION_FAILED = "precondition_failed"
 class SqlApiError(Exception):
     """A failure the caller can act on. `req_idx` is set when one transaction item caused it."""
 
-    def __init__(self, code: str, message: str, *, req_idx: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, req_idx: int | None = None, transient: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.req_idx = req_idx
+        # True when running the same transaction again may well succeed (SQLite's SQLITE_PROTOCOL).
+        self.transient = transient
 
     def at_item(self, req_idx: int) -> SqlApiError:
-        return SqlApiError(self.code, self.message, req_idx=req_idx)
+        return SqlApiError(self.code, self.message, req_idx=req_idx, transient=self.transient)

@@ -157,6 +157,9 @@ def translate(exc: BaseException) -> SqlApiError | None:
         return SqlApiError(
             errors.STATEMENT_TIMEOUT, "the statement ran past its time limit and was interrupted"
         )
+    if isinstance(exc, apsw.ProtocolError):
+        # WAL's lock-protocol race: SQLite gave up re-reading the WAL index while others moved it.
+        return SqlApiError(errors.DATABASE_LOCKED, message, transient=True)
     if isinstance(exc, apsw.BusyError | apsw.LockedError):
         return SqlApiError(errors.DATABASE_LOCKED, message)
     if isinstance(exc, apsw.ReadOnlyError):
@@ -234,9 +237,12 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
             # SQLite rolled the whole transaction back on its own (e.g. `OR ROLLBACK`, disk full):
             # nothing later may run outside it, so the request fails here even for noFail.
             raise SqlApiError(
-                error.code, f"{error.message} (the transaction was rolled back)", req_idx=idx
+                error.code,
+                f"{error.message} (the transaction was rolled back)",
+                req_idx=idx,
+                transient=error.transient,
             ) from None
-        if not item.no_fail or error.code == errors.STATEMENT_TIMEOUT:
+        if not item.no_fail or error.code == errors.STATEMENT_TIMEOUT or error.transient:
             raise error.at_item(idx) from None
         gc.control(f"ROLLBACK TO {savepoint}")
         gc.control(f"RELEASE {savepoint}")
@@ -248,8 +254,26 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
     return result
 
 
+# How often a transaction that hit a transient error (nothing committed) is run again.
+TRANSIENT_RETRIES = 3
+
+
 def execute_transaction(gc: GuardedConnection, request: TransactionRequest) -> list[JsonObject]:
-    """Run a parsed request as one transaction; commit only if every non-noFail item succeeded."""
+    """Run a parsed request as one transaction; commit only if every non-noFail item succeeded.
+
+    A transient failure (SQLITE_PROTOCOL) rolled everything back, so the whole request is simply
+    run again, a few times, before the error is reported.
+    """
+    for attempt in range(TRANSIENT_RETRIES + 1):
+        try:
+            return _execute_once(gc, request)
+        except SqlApiError as error:
+            if not error.transient or attempt == TRANSIENT_RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _execute_once(gc: GuardedConnection, request: TransactionRequest) -> list[JsonObject]:
     if gc.in_transaction:  # never expected; a leftover transaction must not swallow this one
         gc.control("ROLLBACK")
     gc.start_deadline()
