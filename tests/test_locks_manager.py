@@ -654,13 +654,34 @@ def test_wal_owner_holding_locks_gets_eagain_at_once_on_conflict(mgr: LockManage
     a.wal_open()
     b.wal_open()
     assert a.wal_begin() == (0, 0)
-    assert a.shmf(W, WRITE_LOCK) == 0
+    checkpoint = (SHM_CHECKPOINT, SHM_CHECKPOINT + 1)
+    assert a.shmf(W, checkpoint) == 0
     t0 = time.monotonic()
-    assert b.shmf(W, WRITE_LOCK) == errno.EAGAIN  # b holds SHARED and DMS: never parked
-    assert b.shmf(W, (SHM_CHECKPOINT, SHM_CHECKPOINT + 1)) == 0  # no conflict: granted
-    assert b.shmf(U, (SHM_CHECKPOINT, SHM_CHECKPOINT + 1)) == 0
+    assert b.shmf(W, checkpoint) == errno.EAGAIN  # b holds SHARED and DMS: never parked
     assert time.monotonic() - t0 < 1.0
+    assert a.shmf(U, checkpoint) == 0
     assert admitted_pid(mgr) == a.pid
+
+
+def test_wal_write_lock_outside_the_turn_waits_for_the_turn(mgr: LockManager) -> None:
+    """SQLite may take the WAL WRITE lock before a read slot (recovery, SETLK_TIMEOUT builds).
+
+    Granting it beside the admitted writer left each waiting on the other; it queues instead.
+    """
+    a, b = clients(mgr, 2)
+    a.wal_open()
+    b.wal_open()
+    assert a.wal_begin() == (0, 0)
+    queued = Bg(lambda: b.shmf(W, WRITE_LOCK))
+    wait_until(lambda: waiting(mgr) == 1)
+    assert a.shmf(W, WRITE_LOCK) == 0  # the admitted writer is not held up by b
+    assert a.shmf(U, WRITE_LOCK) == 0
+    assert admitted_pid(mgr) == a.pid
+    assert a.shmf(U, SLOT) == 0
+    assert queued.get() == 0  # granted on hand-off: the WRITE lock needs no EAGAIN retry
+    assert admitted_pid(mgr) == b.pid
+    assert b.shmf(U, WRITE_LOCK) == 0
+    assert admitted_pid(mgr) is None
 
 
 def test_wal_close_checkpoint_attempt_fails_at_once(mgr: LockManager) -> None:

@@ -129,7 +129,7 @@ def test_sigterm_unmounts_even_with_a_waiting_client(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert m.proc is not None
         m.proc.send_signal(signal.SIGTERM)
-        m.proc.wait(timeout=10)
+        assert m.proc.wait(timeout=10) == 0  # a signal is the normal way to stop
         waiter.communicate(timeout=10)
         assert waiter.returncode != 0  # an error, not a hang
         assert not is_mounted(mnt)
@@ -154,3 +154,39 @@ def test_clear_errors_before_mounting(tmp_path: Path, mount_factory: MountFactor
     assert again.returncode != 0 and "busy" in again.stderr
     inside = mount(str(busy.backing), str(busy.backing / "sub"))
     assert inside.returncode != 0 and "inside the backing" in inside.stderr
+
+
+def test_kept_apsw_connection_and_cli_writers_share_a_wal_database(mounted: Mounted) -> None:
+    """apsw's SQLite (SQLITE_ENABLE_SETLK_TIMEOUT) takes the WAL WRITE lock before a read slot.
+
+    Regression: that lock used to be granted outside the turn, and every CLI writer admitted
+    after it then failed with "database is locked".
+    """
+    import apsw
+
+    db = mounted.path("apsw.db")
+    subprocess.run(["sqlite3", db, "PRAGMA journal_mode=WAL; CREATE TABLE t(src, n)"], check=True)
+    conn = apsw.Connection(db)
+    conn.set_busy_timeout(30000)
+    clis = [
+        subprocess.Popen(
+            ["sqlite3", db, f"BEGIN; SELECT count(*) FROM t; INSERT INTO t VALUES ('cli', {n}); COMMIT;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(20)
+    ]
+    for n in range(20):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SELECT count(*) FROM t").fetchall()
+        conn.execute("INSERT INTO t VALUES ('apsw', ?)", (n,))
+        conn.execute("COMMIT")
+    failures = [err for p in clis if (err := p.communicate(timeout=60)[1]) or p.returncode]
+    assert failures == []
+    assert conn.execute("SELECT src, count(*) FROM t GROUP BY src ORDER BY src").fetchall() == [
+        ("apsw", 20),
+        ("cli", 20),
+    ]
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()

@@ -95,7 +95,9 @@ def serve(
             args = [] if lock_timeout is None else [f"--lock-timeout={lock_timeout}"]
             try:
                 # The mount is a child process: the API must never run inside the FUSE daemon.
-                stack.enter_context(MountProcess(data, mountpoint, extra_args=args))
+                # Its own session: Ctrl-C in the terminal reaches only serve, which drains the
+                # API and then stops the mount, instead of both stopping at once.
+                stack.enter_context(MountProcess(data, mountpoint, extra_args=args, detach=True))
             except MountError as exc:
                 raise click.ClickException(str(exc)) from None
         shown_host = f"[{host}]" if ":" in host else host

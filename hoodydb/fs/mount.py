@@ -100,6 +100,14 @@ def run(opts: MountOptions) -> None:
     control = ControlServer(opts.control_socket or socket_path(opts.mountpoint), report)
     control.start()
     try:
+        _serve(ops, opts)
+    finally:
+        manager.shutdown()
+        control.close()
+
+
+def _serve(ops: Passthrough, opts: MountOptions) -> None:
+    try:
         FUSE(
             ops,
             str(opts.mountpoint),
@@ -117,6 +125,8 @@ def run(opts: MountOptions) -> None:
             max_idle_threads=opts.max_threads,
             clone_fd=True,  # a /dev/fuse descriptor per worker: no shared read queue to wake
         )
-    finally:
-        manager.shutdown()
-        control.close()
+    except RuntimeError as exc:
+        # libfuse's main returns 8 when its loop ended on SIGTERM, SIGINT or SIGHUP: our
+        # normal way to stop, after which it has unmounted.
+        if exc.args != (8,):
+            raise

@@ -107,7 +107,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         config.use_ino = 1
         config.attr_timeout = self.attr_timeout
         config.entry_timeout = self.attr_timeout
-        config.negative_timeout = 0.0
+        # Safe because every create goes through this mount, which invalidates the entry.
+        config.negative_timeout = self.attr_timeout
         config.kernel_cache = 1 if self.kernel_cache else 0
 
     def destroy(self, path: str) -> None:

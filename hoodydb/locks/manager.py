@@ -35,6 +35,7 @@ from hoodydb.locks.types import (
 )
 
 log = logging.getLogger(__name__)
+trace = logging.getLogger(__name__ + ".trace")  # every decision, for debugging the protocol
 
 CYCLE_CHECK_SECONDS = 1.0
 RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
@@ -67,6 +68,7 @@ class _DatabaseState:
     name: str = ""
     shm: FileKey | None = None
     sqlite: bool = False  # has shown SQLite's lock protocol: only then may the gate park requests
+    wal_ready: bool = False  # WAL mode, and a transaction has run since the -shm was last (re)built
     readers: set[Owner] = field(default_factory=set)  # db-file locks only through read-only handles
     writers: set[Owner] = field(default_factory=set)
 
@@ -114,6 +116,23 @@ class LockManager:
         would not reach a waiting client) and SQLite calls EDEADLK an I/O error. F_SETLKW gets
         POSIX's answers: EINTR when interrupted, EDEADLK for a cycle.
         """
+        err = self._setlk(req, abort)
+        if trace.isEnabledFor(logging.DEBUG):
+            db = self._dbs.get(req.db) if req.db is not None else None
+            admitted = db.gate.admitted.pid if db is not None and db.gate.admitted is not None else None
+            trace.debug(
+                "pid %d %s %s [%d, %d) -> %d (turn: pid %s)",
+                req.pid,
+                req.role.value,
+                req.kind.value,
+                req.start,
+                req.end,
+                err,
+                admitted,
+            )
+        return err
+
+    def _setlk(self, req: LockRequest, abort: AbortCheck) -> int:
         with self._mu:
             f = self._file(req)
             db = self._database(req.db) if req.db is not None else None
@@ -207,10 +226,26 @@ class LockManager:
 
     def _starts_transaction(self, db: _DatabaseState, f: _FileState, req: LockRequest) -> bool:
         """DESIGN §3 rule 1: the first lock of a transaction, taken while holding nothing of one."""
+        if f.role is FileRole.SHM and req.kind is LockKind.WRITE:
+            # The first connection to map the -shm resets it and rebuilds the WAL index: that
+            # is a transaction of its own, or later connections would see it half built.
+            # The WAL's WRITE lock may come before the read slot (SQLite's recovery path, and
+            # builds with SQLITE_ENABLE_SETLK_TIMEOUT such as apsw's): a connection that took
+            # it outside its turn would leave the admitted writer waiting on it, and itself
+            # waiting for the turn.
+            return (req.start, req.end) in (DMS_BYTE, WRITE_BYTE)
         if req.kind is not LockKind.READ:
             return False
         if f.role is FileRole.DATABASE:
-            return self.layout.is_pending_byte(req.start, req.end) and not f.table.holds(req.owner)
+            # While the database is in WAL mode with a working WAL index, a new connection's
+            # first read of the database file is not yet its transaction: its snapshot is
+            # taken at the read slot, where the gate stops it. Opening the WAL and -shm then
+            # happens beside the running transaction instead of inside everyone's turn.
+            return (
+                self.layout.is_pending_byte(req.start, req.end)
+                and not f.table.holds(req.owner)
+                and not (db.wal_ready and self._wal_active(db))
+            )
         if f.role is FileRole.SHM:
             return self.layout.is_read_slot(req.start, req.end) and not f.table.holds(req.owner, *READ_SLOTS)
         return False
@@ -223,7 +258,13 @@ class LockManager:
             return 0
         cond = threading.Condition(self._mu)
         ticket = Ticket(
-            req.owner, req.pid, self.clock(), reserve_on_handoff=f.role is FileRole.SHM, wake=cond.notify
+            req.owner,
+            req.pid,
+            self.clock(),
+            # Rule 3: a read slot or DMS asked for with a view of the -shm from before the last
+            # commit must look again; the WRITE lock makes SQLite re-read it anyway.
+            reserve_on_handoff=f.role is FileRole.SHM and (req.start, req.end) != WRITE_BYTE,
+            wake=cond.notify,
         )
         gate.enqueue(ticket)
 
@@ -258,8 +299,7 @@ class LockManager:
                 counters.timeouts += 1
             return err if req.wait and err != errno.EAGAIN else errno.EAGAIN
         if ticket.reserve_on_handoff:
-            # Rule 3: the read-slot request was made with a WAL header read before the last
-            # commit. EAGAIN makes SQLite re-read the header and ask again; the turn waits for it.
+            # EAGAIN makes SQLite re-read the WAL header and ask again; the turn waits for it.
             return errno.EAGAIN
         return 0
 
@@ -288,6 +328,10 @@ class LockManager:
             # back (gave up, crashed) must not keep everyone else waiting for the full bound.
             admission.reserved_until = self.clock() + self.reservation_seconds
 
+    def _wal_active(self, db: _DatabaseState) -> bool:
+        shm = self._files.get(db.shm) if db.shm is not None else None
+        return shm is not None and any(shm.table.holds(o, *DMS_BYTE) for o in shm.table.owners())
+
     def _in_wal_mode(self, db: _DatabaseState, owner: Owner) -> bool:
         shm = self._files.get(db.shm) if db.shm is not None else None
         return shm is not None and shm.table.holds(owner, *DMS_BYTE)
@@ -305,7 +349,9 @@ class LockManager:
         if not f.table.conflicts(req.owner, req.start, req.end, req.kind):
             self._grant(f, db, req)
             return 0
-        if not self._may_wait(f, db, req):
+        if not self._may_wait(f, db, req) or (f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE):
+            # (A DMS conflict means another connection got there first: SQLite looks again
+            # with F_GETLK and joins it, so waiting for that connection to close is wrong.)
             return errno.EAGAIN
 
         def blockers() -> set[Owner]:
@@ -447,7 +493,13 @@ class LockManager:
             waiter.cond.notify()
         if db is not None:
             if db.gate.is_admitted(owner) and self._transaction_over(db, owner):
+                if self._in_wal_mode(db, owner):
+                    db.wal_ready = True  # a WAL transaction completed: the index is built
                 db.gate.leave(owner)
+            if f.role is FileRole.SHM and db.wal_ready and not self._wal_active(db):
+                # The last connection let go of the -shm: the next one rebuilds the index
+                # (recovery), and that must happen inside a turn, not beside one.
+                db.wal_ready = False
             if not self._holds_any(db, owner):
                 db.readers.discard(owner)
                 db.writers.discard(owner)
