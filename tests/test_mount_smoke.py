@@ -53,3 +53,16 @@ def test_sqlite_cli_and_python_share_a_database(mounted: Mounted) -> None:
     assert out.stdout.strip() == "6"
     conn.close()
     assert not [n for n in os.listdir(mounted.backing) if n.startswith(".fuse_hidden")]
+
+
+def test_times_set_through_the_mount_keep_what_is_omitted(mounted: Mounted) -> None:
+    path = mounted.mnt / "t.txt"
+    path.write_text("x")
+    os.utime(path, ns=(5_000_000_000, 6_000_000_000))
+    subprocess.run(["touch", "-m", "-d", "@100", str(path)], check=True)  # atime: UTIME_OMIT
+    st = os.stat(mounted.backing / "t.txt")
+    assert (st.st_atime_ns, st.st_mtime_ns) == (5_000_000_000, 100_000_000_000)
+    os.symlink("t.txt", mounted.mnt / "link")
+    subprocess.run(["touch", "-h", "-a", "-d", "@200", str(mounted.mnt / "link")], check=True)
+    assert os.stat(mounted.backing / "t.txt").st_atime_ns == 5_000_000_000  # the link, not its target
+    assert os.lstat(mounted.backing / "link").st_atime_ns == 200_000_000_000

@@ -171,18 +171,22 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     def utimens(
         self, path: str | None, times: tuple[int | None, int | None] | None, fh: int | None = None
     ) -> int:
+        """Times in ns; None keeps one as it is (UTIME_OMIT), -1 means now (UTIME_NOW)."""
+        # Through the descriptor when there is one (the file may be unlinked); never follow a
+        # symlink by path.
         target: int | str = fh if fh is not None else self._real(path or "/")
+        follow = fh is not None
         try:
             if times is None:
-                os.utime(target)
-            else:
-                st = os.stat(target, follow_symlinks=False) if None in times else None
-                now = time.time_ns()
-                ns = tuple(
-                    now if t == -1 else t if t is not None else getattr(st, field)
-                    for t, field in zip(times, ("st_atime_ns", "st_mtime_ns"), strict=True)
-                )
-                os.utime(target, ns=ns, follow_symlinks=False) if fh is None else os.utime(target, ns=ns)
+                os.utime(target, follow_symlinks=follow)
+                return 0
+            st = os.stat(target, follow_symlinks=follow)
+            now = time.time_ns()
+            atime, mtime = (
+                now if t == -1 else current if t is None else t
+                for t, current in zip(times, (st.st_atime_ns, st.st_mtime_ns), strict=True)
+            )
+            os.utime(target, ns=(atime, mtime), follow_symlinks=follow)
         except OSError as exc:
             raise _oserror(exc) from None
         return 0
@@ -287,6 +291,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
 
     def _open(self, path: str, flags: int, mode: int = 0o666) -> int:
         real = self._real(path)
+        readonly = (flags & os.O_ACCMODE) == os.O_RDONLY
         try:
             fd = os.open(real, flags & ~os.O_DIRECT, mode)
             st = os.fstat(fd)
@@ -305,7 +310,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             except OSError:
                 role = FileRole.OTHER
         with self._handles_mu:
-            self.handles[fd] = Handle(fd, key, role, db, (flags & os.O_ACCMODE) == os.O_RDONLY)
+            self.handles[fd] = Handle(fd, key, role, db, readonly)
             self.open_count[key] = self.open_count.get(key, 0) + 1
         return fd
 
