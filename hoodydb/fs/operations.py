@@ -3,6 +3,8 @@
 Every operation on an open file goes through its file descriptor, never its path, so files that
 SQLite unlinks while they are open (-journal, -wal) keep working, and with `nullpath_ok` libfuse
 does not have to build paths at all. Locks are translated here and decided by the lock manager.
+
+An OSError raised here reaches the client as its errno: mfusepy's wrapper does that translation.
 """
 
 from __future__ import annotations
@@ -65,10 +67,6 @@ def _attrs(st: os.stat_result) -> dict[str, int]:
     return attrs
 
 
-def _oserror(exc: OSError) -> mfusepy.FuseOSError:
-    return mfusepy.FuseOSError(exc.errno or errno.EIO)
-
-
 class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     use_ns = True  # times as integer nanoseconds
 
@@ -117,10 +115,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     # -- metadata ----------------------------------------------------------------------------------
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
-        try:
-            st = os.fstat(fh) if fh is not None else os.lstat(self._real(path or "/"))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        st = os.fstat(fh) if fh is not None else os.lstat(self._real(path or "/"))
         return _attrs(st)
 
     def access(self, path: str, amode: int) -> int:
@@ -145,27 +140,18 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         } | {"f_namemax": sv.f_namemax}
 
     def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
-        try:
-            os.chmod(fh if fh is not None else self._real(path or "/"), mode)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.chmod(fh if fh is not None else self._real(path or "/"), mode)
         return 0
 
     def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
-        try:
-            if fh is not None:
-                os.fchown(fh, uid, gid)
-            else:
-                os.lchown(self._real(path or "/"), uid, gid)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        if fh is not None:
+            os.fchown(fh, uid, gid)
+        else:
+            os.lchown(self._real(path or "/"), uid, gid)
         return 0
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
-        try:
-            os.truncate(fh if fh is not None else self._real(path or "/"), length)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.truncate(fh if fh is not None else self._real(path or "/"), length)
         return 0
 
     def utimens(
@@ -176,101 +162,68 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         # symlink by path.
         target: int | str = fh if fh is not None else self._real(path or "/")
         follow = fh is not None
-        try:
-            if times is None:
-                os.utime(target, follow_symlinks=follow)
-                return 0
-            st = os.stat(target, follow_symlinks=follow)
-            now = time.time_ns()
-            atime, mtime = (
-                now if t == -1 else current if t is None else t
-                for t, current in zip(times, (st.st_atime_ns, st.st_mtime_ns), strict=True)
-            )
-            os.utime(target, ns=(atime, mtime), follow_symlinks=follow)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        if times is None:
+            os.utime(target, follow_symlinks=follow)
+            return 0
+        st = os.stat(target, follow_symlinks=follow)
+        now = time.time_ns()
+        atime, mtime = (
+            now if t == -1 else current if t is None else t
+            for t, current in zip(times, (st.st_atime_ns, st.st_mtime_ns), strict=True)
+        )
+        os.utime(target, ns=(atime, mtime), follow_symlinks=follow)
         return 0
 
     # -- names -------------------------------------------------------------------------------------
 
     def readlink(self, path: str) -> str:
-        try:
-            return os.readlink(self._real(path))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        return os.readlink(self._real(path))
 
     def mknod(self, path: str, mode: int, dev: int) -> int:
-        try:
-            os.mknod(self._real(path), mode, dev)
-            self._give_to_caller(self._real(path))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.mknod(self._real(path), mode, dev)
+        self._give_to_caller(self._real(path))
         return 0
 
     def mkdir(self, path: str, mode: int) -> int:
-        try:
-            os.mkdir(self._real(path), mode)
-            self._give_to_caller(self._real(path))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.mkdir(self._real(path), mode)
+        self._give_to_caller(self._real(path))
         return 0
 
     def symlink(self, target: str, source: str) -> int:
-        try:
-            os.symlink(source, self._real(target))
-            self._give_to_caller(self._real(target))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.symlink(source, self._real(target))
+        self._give_to_caller(self._real(target))
         return 0
 
     def link(self, target: str, source: str) -> int:
-        try:
-            os.link(self._real(source), self._real(target))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.link(self._real(source), self._real(target))
         return 0
 
     def unlink(self, path: str) -> int:
-        try:
-            os.unlink(self._real(path))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.unlink(self._real(path))
         return 0
 
     def rmdir(self, path: str) -> int:
-        try:
-            os.rmdir(self._real(path))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.rmdir(self._real(path))
         return 0
 
     def rename(self, old: str, new: str) -> int:
-        try:
-            os.rename(self._real(old), self._real(new))
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.rename(self._real(old), self._real(new))
         return 0
 
     # -- directories -------------------------------------------------------------------------------
 
     def opendir(self, path: str) -> int:
-        try:
-            return os.open(self._real(path), os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        return os.open(self._real(path), os.O_RDONLY | os.O_DIRECTORY)
 
     def readdir(self, path: str | None, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
         # Entries need their inode: with use_ino, a zero d_ino reads as "deleted" to readdir(3).
-        try:
-            here = os.fstat(fh)
-            yield ".", {"st_ino": here.st_ino, "st_mode": here.st_mode}, 0
-            yield "..", {"st_ino": here.st_ino, "st_mode": here.st_mode}, 0
-            with os.scandir(fh) as entries:
-                for entry in entries:
-                    st = entry.stat(follow_symlinks=False)
-                    yield entry.name, {"st_ino": st.st_ino, "st_mode": st.st_mode}, 0
-        except OSError as exc:
-            raise _oserror(exc) from None
+        here = os.fstat(fh)
+        yield ".", {"st_ino": here.st_ino, "st_mode": here.st_mode}, 0
+        yield "..", {"st_ino": here.st_ino, "st_mode": here.st_mode}, 0
+        with os.scandir(fh) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                yield entry.name, {"st_ino": st.st_ino, "st_mode": st.st_mode}, 0
 
     def releasedir(self, path: str | None, fh: int) -> int:
         os.close(fh)
@@ -292,11 +245,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     def _open(self, path: str, flags: int, mode: int = 0o666) -> int:
         real = self._real(path)
         readonly = (flags & os.O_ACCMODE) == os.O_RDONLY
-        try:
-            fd = os.open(real, flags & ~os.O_DIRECT, mode)
-            st = os.fstat(fd)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        fd = os.open(real, flags & ~os.O_DIRECT, mode)
+        st = os.fstat(fd)
         key = (st.st_dev, st.st_ino)
         role = classify(path) if stat.S_ISREG(st.st_mode) else FileRole.OTHER
         db: FileKey | None = None
@@ -315,34 +265,22 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         return fd
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        try:
-            return os.pread(fh, size, offset)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        return os.pread(fh, size, offset)
 
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
-        try:
-            return os.pwrite(fh, data, offset)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        return os.pwrite(fh, data, offset)
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
-        try:
-            if datasync:
-                os.fdatasync(fh)
-            else:
-                os.fsync(fh)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        if datasync:
+            os.fdatasync(fh)
+        else:
+            os.fsync(fh)
         return 0
 
     def fallocate(self, path: str | None, mode: int, offset: int, size: int, fh: int) -> int:
         if mode != 0:
             raise mfusepy.FuseOSError(errno.EOPNOTSUPP)
-        try:
-            os.posix_fallocate(fh, offset, size)
-        except OSError as exc:
-            raise _oserror(exc) from None
+        os.posix_fallocate(fh, offset, size)
         return 0
 
     def flush(self, path: str | None, fh: int) -> int:
