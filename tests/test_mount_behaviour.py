@@ -92,6 +92,33 @@ def test_read_only_reader_runs_beside_writers_in_wal(mounted: Mounted) -> None:
     assert out.strip() == "1"  # its snapshot held still while the writes committed
 
 
+def test_rollback_mode_writer_waits_for_a_read_only_reader_instead_of_failing(mounted: Mounted) -> None:
+    """In rollback-journal mode a reader's SHARED lock keeps the writer from committing: the
+    writer (busy timeout 0) waits for it inside the daemon, and new readers wait for the commit."""
+    db = mounted.path("rj.db")
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", LONG_READER, db, "1.5"], stdout=subprocess.PIPE, text=True
+    )
+    assert reader.stdout is not None
+    assert reader.stdout.readline().strip() == "1"
+    started = time.monotonic()
+    writer = sqlite3.connect(db, timeout=0, isolation_level=None)
+    writer.execute("INSERT INTO t VALUES (2)")
+    waited = time.monotonic() - started
+    out, _ = reader.communicate(timeout=10)
+    assert out.strip() == "1"  # the reader's transaction never saw a half-committed state
+    assert 0.5 < waited < 10
+    check = subprocess.run(
+        ["sqlite3", "-readonly", db, "SELECT count(*) FROM t"], capture_output=True, text=True
+    )
+    assert (check.returncode, check.stdout.strip()) == (0, "2")
+    writer.close()
+
+
 def test_database_larger_than_one_gib_crosses_the_lock_bytes(mounted: Mounted) -> None:
     db = mounted.path("big.db")
     conn = sqlite3.connect(db)
