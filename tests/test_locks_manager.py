@@ -291,12 +291,13 @@ def test_release_drops_one_owners_locks_and_lets_the_next_in(mgr: LockManager) -
     wait_until(lambda: waiting(mgr) == 1)
     # PENDING, RESERVED and the SHARED range, all WRLCK: one merged segment.
     assert c.getlk(DB, FileRole.DATABASE, R, SHARED) == Conflict(W, PENDING[0], SHARED[1], pid=a.pid)
-    mgr.release(DB, a.owner)  # FLUSH: close() of the database file
+    # FLUSH (close() of the database file): libfuse unlocks the owner's whole file.
+    assert a.dbf(U, WHOLE) == 0
     assert blocked.get() == 0
     assert admitted_pid(mgr) == b.pid
     assert c.getlk(DB, FileRole.DATABASE, W, SHARED) == Conflict(R, *SHARED, pid=b.pid)
-    mgr.release(DB, 99)  # an owner that holds nothing
-    mgr.release(PLAIN, a.owner)  # a file nobody locked
+    assert Client(mgr, 99).dbf(U, WHOLE) == 0  # an owner that holds nothing
+    assert a.lock(PLAIN, FileRole.OTHER, U, WHOLE, db=None) == 0  # a file nobody locked
     b.end()
     assert admitted_pid(mgr) is None
 

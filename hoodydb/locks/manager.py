@@ -173,16 +173,6 @@ class LockManager:
                 return Conflict(seg.kind, seg.start, seg.end, f.table.pids.get(other, 0))
             return None
 
-    def release(self, file: FileKey, owner: Owner) -> None:
-        """Close/FLUSH: `owner` gives up every lock it holds on `file`."""
-        with self._mu:
-            f = self._files.get(file)
-            if f is None:
-                return
-            f.table.drop(owner)
-            db = self._dbs.get(f.db) if f.db is not None else None
-            self._after_release(f, db, owner)
-
     def release_file(self, file: FileKey) -> None:
         """The last open handle of `file` is gone: no owner can still hold a lock on it."""
         with self._mu:
