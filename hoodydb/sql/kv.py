@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apsw
@@ -110,8 +112,23 @@ def _prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
-def _fail(exc: Exception) -> SqlApiError | Exception:
-    return translate(exc) or exc
+@contextlib.contextmanager
+def _transaction(gc: GuardedConnection, *, write: bool) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT to write, BEGIN … ROLLBACK to read; ROLLBACK on any error.
+
+    SQLite's errors come out as SqlApiError with their machine-readable code.
+    """
+    try:
+        gc.control("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield
+            gc.control("COMMIT" if write else "ROLLBACK")
+        except BaseException:
+            if gc.in_transaction:
+                gc.control("ROLLBACK")
+            raise
+    except (apsw.Error, UnicodeError) as exc:
+        raise (translate(exc) or exc) from None
 
 
 def _current(gc: GuardedConnection, key: str, now: float) -> Entry | None:
@@ -135,14 +152,8 @@ def _table_exists(gc: GuardedConnection) -> bool:
 
 def get(gc: GuardedConnection, key: str, *, now: float) -> Entry | None:
     """The live entry for `key`, or None. Never writes (no table is created for a read)."""
-    try:
-        gc.control("BEGIN")
-        try:
-            return _current(gc, key, now) if _table_exists(gc) else None
-        finally:
-            gc.control("ROLLBACK")
-    except (apsw.Error, UnicodeError) as exc:
-        raise _fail(exc) from None
+    with _transaction(gc, write=False):
+        return _current(gc, key, now) if _table_exists(gc) else None
 
 
 def put(
@@ -155,54 +166,36 @@ def put(
     precondition: Precondition,
 ) -> tuple[Entry, bool]:
     """Set `key`; returns the new entry and whether it was created (rather than replaced)."""
-    try:
-        gc.control("BEGIN IMMEDIATE")
-        try:
-            gc.conn.execute(_SCHEMA)
-            current = _current(gc, key, now)
-            precondition.check(current)
-            # fetchall, not fetchone: the RETURNING statement must finish before COMMIT.
-            ((counter,),) = gc.conn.execute(
-                "UPDATE hoodydb_kv_meta SET value = value + 1 WHERE name = 'version' RETURNING value"
-            ).fetchall()
-            version = int(counter)  # type: ignore[arg-type]
-            expires_at = None if ttl is None else now + ttl
-            gc.conn.execute(
-                "INSERT OR REPLACE INTO hoodydb_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)",
-                (key, value_json, version, expires_at),
-            )
-            gc.conn.execute(
-                "DELETE FROM hoodydb_kv WHERE key IN "
-                "(SELECT key FROM hoodydb_kv WHERE expires_at <= :now LIMIT :n)",
-                {"now": now, "n": _PURGE_BATCH},
-            )
-            gc.control("COMMIT")
-        except BaseException:
-            if gc.in_transaction:
-                gc.control("ROLLBACK")
-            raise
-    except (apsw.Error, UnicodeError) as exc:
-        raise _fail(exc) from None
+    with _transaction(gc, write=True):
+        gc.conn.execute(_SCHEMA)
+        current = _current(gc, key, now)
+        precondition.check(current)
+        # fetchall, not fetchone: the RETURNING statement must finish before COMMIT.
+        ((counter,),) = gc.conn.execute(
+            "UPDATE hoodydb_kv_meta SET value = value + 1 WHERE name = 'version' RETURNING value"
+        ).fetchall()
+        version = int(counter)  # type: ignore[arg-type]
+        expires_at = None if ttl is None else now + ttl
+        gc.conn.execute(
+            "INSERT OR REPLACE INTO hoodydb_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)",
+            (key, value_json, version, expires_at),
+        )
+        gc.conn.execute(
+            "DELETE FROM hoodydb_kv WHERE key IN "
+            "(SELECT key FROM hoodydb_kv WHERE expires_at <= :now LIMIT :n)",
+            {"now": now, "n": _PURGE_BATCH},
+        )
     return Entry(key, value_json, version, expires_at), current is None
 
 
 def delete(gc: GuardedConnection, key: str, *, now: float, precondition: Precondition) -> Entry:
     """Delete `key`; `not_found` if there is no live entry."""
-    try:
-        gc.control("BEGIN IMMEDIATE")
-        try:
-            current = _current(gc, key, now) if _table_exists(gc) else None
-            precondition.check(current)
-            if current is None:
-                raise SqlApiError(errors.NOT_FOUND, f"no key {key!r}")
-            gc.conn.execute("DELETE FROM hoodydb_kv WHERE key = ?", (key,))
-            gc.control("COMMIT")
-        except BaseException:
-            if gc.in_transaction:
-                gc.control("ROLLBACK")
-            raise
-    except (apsw.Error, UnicodeError) as exc:
-        raise _fail(exc) from None
+    with _transaction(gc, write=True):
+        current = _current(gc, key, now) if _table_exists(gc) else None
+        precondition.check(current)
+        if current is None:
+            raise SqlApiError(errors.NOT_FOUND, f"no key {key!r}")
+        gc.conn.execute("DELETE FROM hoodydb_kv WHERE key = ?", (key,))
     return current
 
 
@@ -223,14 +216,8 @@ def list_entries(
         params["after"] = after
     columns = "key, value, version, expires_at"
     sql = f"SELECT {columns} FROM hoodydb_kv WHERE {' AND '.join(where)} ORDER BY key LIMIT :n"
-    try:
-        gc.control("BEGIN")
-        try:
-            rows = gc.conn.execute(sql, params).fetchall() if _table_exists(gc) else []
-        finally:
-            gc.control("ROLLBACK")
-    except (apsw.Error, UnicodeError) as exc:
-        raise _fail(exc) from None
+    with _transaction(gc, write=False):
+        rows = gc.conn.execute(sql, params).fetchall() if _table_exists(gc) else []
     entries = [Entry(str(r[0]), str(r[1]), int(r[2]), _float_or_none(r[3])) for r in rows[:limit]]  # type: ignore[arg-type]
     next_cursor = encode_cursor(entries[-1].key) if len(rows) > limit else None
     return entries, next_cursor
