@@ -320,7 +320,7 @@ class LockManager:
 
     def _wal_active(self, db: _DatabaseState) -> bool:
         shm = self._files.get(db.shm) if db.shm is not None else None
-        return shm is not None and any(shm.table.holds(o, *DMS_BYTE) for o in shm.table.owners())
+        return shm is not None and shm.table.held_by_anyone(*DMS_BYTE)
 
     def _in_wal_mode(self, db: _DatabaseState, owner: Owner) -> bool:
         shm = self._files.get(db.shm) if db.shm is not None else None
@@ -490,7 +490,7 @@ class LockManager:
                 # The last connection let go of the -shm: the next one rebuilds the index
                 # (recovery), and that must happen inside a turn, not beside one.
                 db.wal_ready = False
-            if not self._holds_any(db, owner):
+            if (owner in db.readers or owner in db.writers) and not self._holds_any(db, owner):
                 db.readers.discard(owner)
                 db.writers.discard(owner)
         if not f.table and not f.waiters:

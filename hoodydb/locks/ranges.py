@@ -7,14 +7,13 @@ there (convert), splitting the segments it cuts; unlocking is setting "nothing".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from hoodydb.locks.types import EOF_OFFSET, LockKind, Owner
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):  # a tuple: built on every lock call, where a dataclass costs 3x
     start: int
     end: int  # exclusive
     kind: LockKind  # READ or WRITE
@@ -28,12 +27,20 @@ def kinds_conflict(a: LockKind, b: LockKind) -> bool:
 
 
 class RangeTable:
-    """All owners' locks on one file."""
+    """All owners' locks on one file.
 
-    __slots__ = ("_held", "pids")
+    Besides each owner's own segments, an index from (start, end, kind) to the owners holding
+    exactly that segment: SQLite uses a handful of distinct ranges however many connections it
+    has, so a conflict check walks those few ranges instead of every owner.
+    Invariant: (s, e, w) -> {o, ...} in `_index` exactly when `_held[o]` has Segment(s, e, k)
+    with w == (k is WRITE). (A bool, not the kind: hashing an Enum member runs Python code.)
+    """
+
+    __slots__ = ("_held", "_index", "pids")
 
     def __init__(self) -> None:
         self._held: dict[Owner, list[Segment]] = {}
+        self._index: dict[tuple[int, int, bool], set[Owner]] = {}
         self.pids: dict[Owner, int] = {}  # the pid that last locked, for F_GETLK and `hoodydb locks`
 
     def __bool__(self) -> bool:
@@ -47,30 +54,42 @@ class RangeTable:
 
     def conflicts(self, owner: Owner, start: int, end: int, kind: LockKind) -> list[tuple[Owner, Segment]]:
         """Other owners' segments that keep `owner` from taking `kind` on [start, end)."""
-        found = []
-        for other, segs in self._held.items():
-            if other == owner:
-                continue
-            for seg in segs:
-                if seg.overlaps(start, end) and kinds_conflict(seg.kind, kind):
-                    found.append((other, seg))
+        found: list[tuple[Owner, Segment]] = []
+        writing = kind is LockKind.WRITE
+        for (s, e, w), holders in self._index.items():
+            if s < end and start < e and (writing or w):
+                held = LockKind.WRITE if w else LockKind.READ
+                found.extend((other, Segment(s, e, held)) for other in holders if other != owner)
         return found
+
+    def held_by_anyone(self, start: int, end: int) -> bool:
+        """Does any owner hold a lock overlapping [start, end)?"""
+        return any(s < end and start < e for (s, e, _) in self._index)
 
     def holds(
         self, owner: Owner, start: int = 0, end: int = EOF_OFFSET, kind: LockKind | None = None
     ) -> bool:
         """Does `owner` hold any lock (of `kind`, if given) overlapping [start, end)?"""
-        return any(
-            seg.overlaps(start, end) and (kind is None or seg.kind is kind)
-            for seg in self._held.get(owner, ())
-        )
+        for seg in self._held.get(owner, ()):
+            if seg.start < end and start < seg.end and (kind is None or seg.kind is kind):
+                return True
+        return False
 
     def set(self, owner: Owner, start: int, end: int, kind: LockKind, pid: int | None = None) -> None:
         """Apply F_SETLK for `owner`: lock (READ/WRITE) or unlock [start, end). Never fails."""
         if start >= end:
             return
+        old = self._held.get(owner, ())
+        if not old:
+            # Fast path, most calls: the owner holds nothing on this file yet.
+            if kind is not LockKind.UNLOCK:
+                self._held[owner] = [Segment(start, end, kind)]
+                self._index.setdefault((start, end, kind is LockKind.WRITE), set()).add(owner)
+                if pid is not None:
+                    self.pids[owner] = pid
+            return
         kept: list[Segment] = []
-        for seg in self._held.get(owner, ()):
+        for seg in old:
             if not seg.overlaps(start, end):
                 kept.append(seg)
                 continue
@@ -80,18 +99,34 @@ class RangeTable:
                 kept.append(Segment(end, seg.end, seg.kind))
         if kind is not LockKind.UNLOCK:
             kept.append(Segment(start, end, kind))
+        self._unindex(owner, old)
         if not kept:
             self._held.pop(owner, None)
             self.pids.pop(owner, None)
             return
-        self._held[owner] = _merged(sorted(kept, key=lambda s: s.start))
+        new = _merged(sorted(kept, key=lambda s: s.start))
+        self._held[owner] = new
+        for seg in new:
+            self._index.setdefault((seg.start, seg.end, seg.kind is LockKind.WRITE), set()).add(owner)
         if pid is not None:
             self.pids[owner] = pid
 
     def drop(self, owner: Owner) -> bool:
         """Release everything `owner` holds (close/FLUSH). Returns whether it held anything."""
         self.pids.pop(owner, None)
-        return self._held.pop(owner, None) is not None
+        old = self._held.pop(owner, None)
+        if old is None:
+            return False
+        self._unindex(owner, old)
+        return True
+
+    def _unindex(self, owner: Owner, segs: Iterable[Segment]) -> None:
+        for seg in segs:
+            key = (seg.start, seg.end, seg.kind is LockKind.WRITE)
+            holders = self._index[key]
+            holders.discard(owner)
+            if not holders:
+                del self._index[key]
 
 
 def _merged(segs: list[Segment]) -> list[Segment]:
