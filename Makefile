@@ -37,7 +37,6 @@ bench: $(STAMP)
 # One self-contained file: a zipapp with every dependency (shiv); needs the same Python minor
 # version on the target (apsw ships compiled code) and fuse3 from the system.
 dist: $(STAMP)
-	$(BIN)/pip install -q shiv
 	rm -rf dist && mkdir -p dist
 	$(BIN)/shiv -q -c hoodydb -o dist/hoodydb.pyz -p '/usr/bin/env python3' --reproducible .
 	@echo "built dist/hoodydb.pyz"
