@@ -225,6 +225,12 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 st = entry.stat(follow_symlinks=False)
                 yield entry.name, {"st_ino": st.st_ino, "st_mode": st.st_mode}, 0
 
+    def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
+        # SQLite syncs the directory after creating a journal or WAL, so that the file survives
+        # a power loss. Unimplemented, the kernel would quietly skip every later one.
+        os.fsync(fh)
+        return 0
+
     def releasedir(self, path: str | None, fh: int) -> int:
         os.close(fh)
         return 0
