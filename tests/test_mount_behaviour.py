@@ -217,3 +217,21 @@ def test_kept_apsw_connection_and_cli_writers_share_a_wal_database(mounted: Moun
     ]
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     conn.close()
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_policy_off_is_plain_posix_and_shows_the_errors(
+    mount_factory: MountFactory, journal_mode: str
+) -> None:
+    """The same mount without the gate fails like a local disk: the gate is what removes the errors."""
+    from bench.workload import WorkloadSpec, run_workload
+
+    off = mount_factory("--policy=off")
+    spec = WorkloadSpec("txn", journal_mode, busy_timeout=0, writers=16, transactions=5)
+    result = run_workload(off.path("off.db"), spec)
+    assert result.error_count > 0
+    assert set(result.errors) == {"database is locked"}
+    assert (result.rows, result.integrity) == (result.ok, "ok")
+    serial = mount_factory()
+    result = run_workload(serial.path("serial.db"), spec)
+    assert (result.error_count, result.ok, result.rows, result.integrity) == (0, 80, 80, "ok")
