@@ -16,6 +16,18 @@ import pytest
 from hoodydb.fs.process import MountProcess
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Control sockets and logs of the test mounts go to a temporary directory, not /run."""
+    previous = os.environ.get("HOODYDB_RUNTIME_DIR")
+    os.environ["HOODYDB_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+    yield
+    if previous is None:
+        del os.environ["HOODYDB_RUNTIME_DIR"]
+    else:
+        os.environ["HOODYDB_RUNTIME_DIR"] = previous
+
+
 @dataclass
 class Mounted:
     backing: Path

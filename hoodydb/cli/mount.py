@@ -73,8 +73,10 @@ def mount(
             preflight(opts)
             args = [f"--policy={policy}", f"--lock-timeout={lock_timeout}", f"--max-threads={max_threads}"]
             args += [] if kernel_cache else ["--no-kernel-cache"]
-            child = MountProcess(backing, mountpoint, extra_args=args, detach=True).start()
-            click.echo(f"mounted {backing} at {mountpoint} (pid {child.pid})")
+            log = control.socket_path(mountpoint).with_suffix(".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            child = MountProcess(backing, mountpoint, extra_args=args, detach=True, stderr_path=log).start()
+            click.echo(f"mounted {backing} at {mountpoint} (pid {child.pid}, log {log})")
             return
         level = os.environ.get("HOODYDB_LOG_LEVEL", "DEBUG" if debug else "WARNING").upper()
         logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -96,9 +98,13 @@ def locks(mountpoint: str | None, as_json: bool) -> None:
     for path in sockets:
         try:
             reports.append(control.query(path))
+        except ConnectionRefusedError:
+            path.unlink(missing_ok=True)  # left by a daemon that was killed
         except OSError as exc:
             if mountpoint:
                 raise click.ClickException(f"no hoodydb mount answers for {mountpoint} ({exc})") from None
+    if mountpoint and not reports:
+        raise click.ClickException(f"no hoodydb mount answers for {mountpoint}")
     if as_json:
         click.echo(json.dumps(reports if not mountpoint else reports[0], indent=2))
         return
