@@ -80,13 +80,7 @@ class RangeTable:
         if start >= end:
             return
         old = self._held.get(owner, ())
-        if not old:
-            # Fast path, most calls: the owner holds nothing on this file yet.
-            if kind is not LockKind.UNLOCK:
-                self._held[owner] = [Segment(start, end, kind)]
-                self._index.setdefault((start, end, kind is LockKind.WRITE), set()).add(owner)
-                if pid is not None:
-                    self.pids[owner] = pid
+        if self._set_quickly(owner, old, start, end, kind, pid):
             return
         kept: list[Segment] = []
         for seg in old:
@@ -110,6 +104,44 @@ class RangeTable:
             self._index.setdefault((seg.start, seg.end, seg.kind is LockKind.WRITE), set()).add(owner)
         if pid is not None:
             self.pids[owner] = pid
+
+    def _set_quickly(
+        self,
+        owner: Owner,
+        old: list[Segment] | tuple[()],
+        start: int,
+        end: int,
+        kind: LockKind,
+        pid: int | None,
+    ) -> bool:
+        """The shapes of nearly every SQLite lock call, without rebuilding the owner's list:
+        a lock that neither overlaps nor touches what the owner holds, and the unlock of exactly
+        one held segment. Returns False for anything else."""
+        if kind is LockKind.UNLOCK:
+            for i, seg in enumerate(old):
+                if seg.start == start and seg.end == end:
+                    assert isinstance(old, list)
+                    del old[i]
+                    self._unindex(owner, (seg,))
+                    if not old:
+                        del self._held[owner]
+                        self.pids.pop(owner, None)
+                    return True
+            return False
+        for seg in old:
+            if seg.start <= end and start <= seg.end:  # overlapping or adjacent
+                return False
+        segment = Segment(start, end, kind)
+        if old:
+            assert isinstance(old, list)
+            old.append(segment)
+            old.sort()
+        else:
+            self._held[owner] = [segment]
+        self._index.setdefault((start, end, kind is LockKind.WRITE), set()).add(owner)
+        if pid is not None:
+            self.pids[owner] = pid
+        return True
 
     def drop(self, owner: Owner) -> bool:
         """Release everything `owner` holds (close/FLUSH). Returns whether it held anything."""
