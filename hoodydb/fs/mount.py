@@ -55,7 +55,10 @@ def preflight(opts: MountOptions) -> None:
         raise MountConfigError(f"mountpoint {mountpoint} is not a directory")
     mountpoint.mkdir(parents=True, exist_ok=True)
     if is_mounted(mountpoint):
-        raise MountConfigError(f"mountpoint {mountpoint} is busy: something is already mounted there")
+        raise MountConfigError(
+            f"mountpoint {mountpoint} is busy: something is already mounted there "
+            f"(left by a crashed daemon? fusermount3 -u {mountpoint})"
+        )
     backing, target = opts.backing.resolve(), mountpoint.resolve()
     if target == backing or backing in target.parents:
         raise MountConfigError("the mountpoint must not be inside the backing directory")
