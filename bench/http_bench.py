@@ -19,7 +19,6 @@ import contextlib
 import os
 import platform
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
@@ -32,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from hoodydb.fs.process import terminate
 
 CONCURRENCY = (1, 16, 64)
 WORKLOADS = ("write", "read", "kv set", "kv get")
@@ -76,12 +77,7 @@ def _running(cmd: list[str], probe: str) -> Iterator[None]:
         _wait_until_up(probe, proc)
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 30)
 
 
 class Target:

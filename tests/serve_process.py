@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from hoodydb.fs.process import terminate
 
 
 def free_port() -> int:
@@ -84,14 +85,7 @@ class ServeProcess:
         self.client.close()
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
     def __enter__(self) -> ServeProcess:
         return self.start()

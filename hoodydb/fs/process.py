@@ -26,6 +26,17 @@ def is_mounted(path: str | os.PathLike[str]) -> bool:
         return any(line.split()[4] == target for line in f)
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, as an operator would; SIGKILL if it has not exited within `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
 def force_unmount(mountpoint: str | os.PathLike[str]) -> None:
     """Lazy-unmount a mount whose daemon is gone or stuck; harmless when nothing is mounted."""
     if is_mounted(mountpoint):
@@ -87,18 +98,11 @@ class MountProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM the daemon (it unmounts itself); kill and lazy-unmount if it does not."""
-        proc = self.proc
-        if proc is None:
+        if self.proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        status = terminate(self.proc, timeout)
         force_unmount(self.mountpoint)
-        return proc.returncode
+        return status
 
     def kill(self) -> None:
         """SIGKILL the daemon, as a crash would; the mountpoint is left for `stop()` to clean."""
