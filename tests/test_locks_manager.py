@@ -66,6 +66,7 @@ class Client:
     db: FileKey = DB
     shm: FileKey = SHM
     readonly: bool = False
+    handle: int = -1  # the connection's open file; -1: unknown, as for a request without one
 
     @property
     def pid(self) -> int:
@@ -93,6 +94,7 @@ class Client:
             kind=kind,
             readonly=self.readonly and role is FileRole.DATABASE,
             wait=wait,
+            handle=self.handle,
         )
         return self.mgr.setlk(req) if abort is None else self.mgr.setlk(req, abort)
 
@@ -648,6 +650,67 @@ def test_wal_reservation_expires_when_the_retry_never_comes() -> None:
     # b's late retry is a fresh transaction start.
     assert b.wal_begin() == (0, 0)
     assert b.shmf(U, SLOT) == 0
+
+
+def test_a_connections_first_read_keeps_the_turn_for_its_statement() -> None:
+    """The schema read of a new connection and the statement it prepares make one turn."""
+    mgr = make_manager(schema_grace=5.0, poll_interval=30.0)
+    mgr.name_database(DB, "db")
+    a, b = Client(mgr, 1, handle=7), Client(mgr, 2, handle=8)
+    assert a.begin() == 0
+    a.end()  # the schema read: no write, first on handle 7
+    assert admitted_pid(mgr) == a.pid
+    queued = Bg(b.begin)
+    assert queued.blocked()
+    assert a.begin() == 0  # the statement: straight in
+    a.end()
+    assert queued.get() == 0  # a's second read gets no grace: b is handed the turn
+    b.end()  # b's own schema read: held for b ...
+    assert admitted_pid(mgr) == b.pid
+    mgr.forget_handle(8)  # ... until its connection closes (libfuse unlocks, then releases)
+    b.dbf(U, WHOLE)
+    assert db_snapshot(mgr, "db")["counters"]["transactions"] == 2
+    mgr.shutdown()
+
+
+def test_the_grace_ends_on_time_and_a_writing_first_transaction_gets_none() -> None:
+    # A long poll interval: the waiter must wake when the grace runs out, not at its next poll.
+    mgr = make_manager(schema_grace=0.2, poll_interval=30.0)
+    mgr.name_database(DB, "db")
+    a, b = Client(mgr, 1, handle=7), Client(mgr, 2, handle=8)
+    assert a.begin() == 0
+    a.end()
+    t0 = time.monotonic()
+    assert Bg(b.begin).get() == 0  # a never came back
+    assert 0.15 <= time.monotonic() - t0 < 1.5
+    assert db_snapshot(mgr, "db")["counters"]["expired_reservations"] == 1
+    b.write_and_commit()  # a first transaction that writes (BEGIN IMMEDIATE) ...
+    b.end()
+    assert admitted_pid(mgr) is None  # ... passes the turn on at once
+    mgr.forget_handle(7)
+    a2 = Client(mgr, 3, handle=7)  # a new connection reusing the closed handle's number
+    assert a2.begin() == 0
+    a2.end()
+    assert admitted_pid(mgr) == a2.pid
+    mgr.shutdown()
+
+
+def test_wal_first_read_keeps_the_turn_for_its_statement() -> None:
+    mgr = make_manager(schema_grace=5.0)
+    mgr.name_database(DB, "db")
+    a, b = Client(mgr, 1, handle=7), Client(mgr, 2)
+    b.wal_open()
+    a.wal_open()
+    assert admitted_pid(mgr) == a.pid  # a's first read slot was its schema read
+    queued = Bg(b.wal_begin)
+    assert queued.blocked()
+    assert a.wal_begin() == (0, 0)
+    a.wal_write()
+    assert a.shmf(U, SLOT) == 0
+    assert queued.get() == (0, 1)  # the hand-off's EAGAIN, then in
+    assert b.shmf(U, SLOT) == 0
+    assert admitted_pid(mgr) is None
+    mgr.shutdown()
 
 
 def test_wal_owner_holding_locks_gets_eagain_at_once_on_conflict(mgr: LockManager) -> None:

@@ -299,6 +299,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             os.close(fh)
             if handle is None:
                 return 0
+            if handle.role is not FileRole.OTHER:
+                self.manager.forget_handle(fh)
             left = self.open_count[handle.file] - 1
             if left:
                 self.open_count[handle.file] = left
@@ -332,6 +334,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             kind,
             handle.readonly,
             cmd == binding.F_SETLKW,
+            fh,
         )
         if cmd == binding.F_GETLK:
             conflict = self.manager.getlk(req)

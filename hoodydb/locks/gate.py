@@ -35,6 +35,8 @@ class Admission:
     since: float
     reserved_until: float | None = None
     entered: bool = False  # WAL: has held a read slot or the WRITE lock during this admission
+    wrote: bool = False  # has held a write lock of a write transaction (RESERVED and up, WAL WRITE)
+    first_on_handle: bool = False  # started by a connection's first transaction: its schema read
 
 
 @dataclass(slots=True)
@@ -103,6 +105,13 @@ class AdmissionGate:
             return []
         self.admitted = None
         return self._hand_off()
+
+    def hold_for(self, owner: Owner, seconds: float) -> None:
+        """Keep the turn of `owner`, between two of its transactions, for `seconds` at most."""
+        current = self.admitted
+        if current is not None and current.owner == owner:
+            current.entered = current.first_on_handle = False  # once per connection
+            current.reserved_until = self.clock() + seconds
 
     def expire(self, now: float) -> list[Ticket]:
         """End a reservation that was not used in time (its client went away or gave up)."""

@@ -88,6 +88,7 @@ class LockManager:
         layout: LockLayout | None = None,
         lock_timeout: float = 30.0,
         reservation_seconds: float = 2.0,
+        schema_grace: float = 0.005,
         poll_interval: float = 0.1,
         max_waiters: int = 200,
         clock: Callable[[], float] = time.monotonic,
@@ -96,6 +97,7 @@ class LockManager:
         self.layout = layout or LockLayout()
         self.lock_timeout = lock_timeout
         self.reservation_seconds = reservation_seconds
+        self.schema_grace = schema_grace
         self.poll_interval = poll_interval
         self.max_waiters = max_waiters
         self._n_waiters = 0
@@ -104,6 +106,7 @@ class LockManager:
         self._files: dict[FileKey, _FileState] = {}
         self._dbs: dict[FileKey, _DatabaseState] = {}
         self._waiting: dict[Owner, set[_Waiter]] = {}
+        self._started_handles: set[int] = set()  # open files that have started a transaction
         self._retired: dict[str, tuple[str, GateCounters]] = {}  # name -> (mode, counters)
         self._closing = False
 
@@ -153,6 +156,7 @@ class LockManager:
                 if err:
                     log.debug("turn refused %s (errno %d)", req, err)
                     return err
+                self._note_first_transaction(db, req)
                 # While this request waited, the file's state may have been emptied and
                 # discarded by the previous holder's unlock: take the live one.
                 f = self._file(req)
@@ -172,6 +176,11 @@ class LockManager:
             for other, seg in f.table.conflicts(req.owner, req.start, req.end, req.kind):
                 return Conflict(seg.kind, seg.start, seg.end, f.table.pids.get(other, 0))
             return None
+
+    def forget_handle(self, handle: int) -> None:
+        """`handle` was closed; its number may come back as a new connection's."""
+        with self._mu:
+            self._started_handles.discard(handle)
 
     def release_file(self, file: FileKey) -> None:
         """The last open handle of `file` is gone: no owner can still hold a lock on it."""
@@ -293,6 +302,33 @@ class LockManager:
             return errno.EAGAIN
         return 0
 
+    def _note_first_transaction(self, db: _DatabaseState, req: LockRequest) -> None:
+        """Mark an admission that is its connection's first transaction.
+
+        A connection's first transaction is always the schema read of the statement it is
+        preparing (BEGIN IMMEDIATE aside, which writes and so never gets the grace below); that
+        statement runs right after, as a second transaction. Handing the turn on in between
+        would send the client to the back of the queue for it: two turns per statement.
+        """
+        if req.handle < 0 or req.handle in self._started_handles:
+            return
+        self._started_handles.add(req.handle)
+        admission = db.gate.admitted
+        if admission is not None and admission.owner == req.owner:
+            admission.first_on_handle = True
+
+    def _end_turn(self, db: _DatabaseState, owner: Owner) -> None:
+        admission = db.gate.admitted
+        if (
+            admission is not None
+            and admission.first_on_handle
+            and not admission.wrote
+            and self.schema_grace > 0
+        ):
+            db.gate.hold_for(owner, self.schema_grace)
+        else:
+            db.gate.leave(owner)
+
     def _transaction_over(self, db: _DatabaseState, owner: Owner) -> bool:
         """Rule 4: the admitted owner holds no transaction locks any more."""
         shm = self._files.get(db.shm) if db.shm is not None else None
@@ -367,14 +403,22 @@ class LockManager:
 
     def _grant(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> None:
         f.table.set(req.owner, req.start, req.end, req.kind, req.pid)
-        if db is None or f.role is not FileRole.SHM:
+        if db is None:
             return
         admission = db.gate.admitted
         if admission is None or admission.owner != req.owner:
             return
+        if f.role is FileRole.DATABASE:
+            if req.kind is LockKind.WRITE:
+                admission.wrote = True
+            return
+        if f.role is not FileRole.SHM:
+            return
         in_slots = req.start < READ_SLOTS[1] and req.end > READ_SLOTS[0]
         on_write = req.start < WRITE_BYTE[1] and req.end > WRITE_BYTE[0]
-        if (req.kind is LockKind.READ and in_slots) or (req.kind is LockKind.WRITE and on_write):
+        if req.kind is LockKind.WRITE and on_write:
+            admission.entered = admission.wrote = True
+        elif req.kind is LockKind.READ and in_slots:
             admission.entered = True
 
     # -- waiting -------------------------------------------------------------------------------
@@ -411,11 +455,15 @@ class LockManager:
                     return err
                 if deadline is not None and now >= deadline:
                     return errno.EAGAIN
+                timeout = self.poll_interval if deadline is None else min(self.poll_interval, deadline - now)
                 if gate is not None:
                     gate.expire(now)
                     if done():
                         break
-                timeout = self.poll_interval if deadline is None else min(self.poll_interval, deadline - now)
+                    held = gate.admitted
+                    if held is not None and held.reserved_until is not None:
+                        # Wake when a held turn runs out, not a poll interval later.
+                        timeout = min(timeout, max(held.reserved_until - now, 0.0005))
                 waiter.cond.wait(timeout)
             return 0
         finally:
@@ -482,10 +530,16 @@ class LockManager:
         for waiter in f.waiters:
             waiter.cond.notify()
         if db is not None:
-            if db.gate.is_admitted(owner) and self._transaction_over(db, owner):
+            admission = db.gate.admitted
+            if (
+                admission is not None
+                and admission.owner == owner
+                and admission.reserved_until is None
+                and self._transaction_over(db, owner)
+            ):
                 if self._in_wal_mode(db, owner):
                     db.wal_ready = True  # a WAL transaction completed: the index is built
-                db.gate.leave(owner)
+                self._end_turn(db, owner)
             if f.role is FileRole.SHM and db.wal_ready and not self._wal_active(db):
                 # The last connection let go of the -shm: the next one rebuilds the index
                 # (recovery), and that must happen inside a turn, not beside one.

@@ -48,6 +48,7 @@ class LockRequest:
     kind: LockKind
     readonly: bool = False  # the handle was opened O_RDONLY
     wait: bool = False  # F_SETLKW: the caller asked to block
+    handle: int = -1  # the open file (one per connection) it came through; -1 when unknown
 
 
 @dataclass(frozen=True, slots=True)
