@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hoodydb.locks.gate import AdmissionGate, GateCounters, Ticket
@@ -227,6 +227,7 @@ GateOp = tuple[str, int]
 
 
 @settings(max_examples=200, deadline=None)
+@example([("arrive", 1), ("arrive", 2), ("arrive", 3), ("arrive", 4), ("cancel", 1)])  # mid-queue cancel
 @given(
     st.lists(
         st.tuples(st.sampled_from(["arrive", "leave", "cancel", "tick", "retry"]), st.integers(1, 5)),
@@ -275,3 +276,6 @@ def test_random_traffic_keeps_one_admitted_and_fifo(operations: list[GateOp]) ->
         assert gate.admitted is not None or not gate.queue
         assert [t.owner for t in gate.queue] == list(expected)
         assert all(not t.admitted for t in gate.queue)
+        # Each ticket's wait-for edge points at the ticket just ahead of it, exactly.
+        queue = list(gate.queue)
+        assert [t.ahead for t in queue] == [None, *queue][: len(queue)]

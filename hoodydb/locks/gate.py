@@ -26,6 +26,7 @@ class Ticket:
     reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
     wake: Callable[[], None] = lambda: None
     admitted: bool = False
+    ahead: Ticket | None = None  # the ticket just ahead in the queue: one wait-for edge, kept exact
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ class AdmissionGate:
         return self.admitted is not None and self.admitted.owner == owner
 
     def enqueue(self, ticket: Ticket) -> None:
+        ticket.ahead = self.queue[-1] if self.queue else None
         self.queue.append(ticket)
         self.counters.waits += 1
         self.counters.max_queue = max(self.counters.max_queue, len(self.queue))
@@ -94,6 +96,7 @@ class AdmissionGate:
         """Withdraw a waiting ticket (timeout, interrupt); returns the tickets woken, if any."""
         if ticket in self.queue:
             self.queue.remove(ticket)
+            self._relink()
         self.counters.wait_seconds += self.clock() - ticket.since
         if self.admitted is None:
             return self._hand_off()
@@ -140,4 +143,11 @@ class AdmissionGate:
             self.counters.wait_seconds += now - ticket.since
             ticket.wake()
         self.queue = deque(t for t in self.queue if t.owner != head.owner)
+        self._relink()
         return woken
+
+    def _relink(self) -> None:
+        ahead = None
+        for ticket in self.queue:
+            ticket.ahead = ahead
+            ahead = ticket

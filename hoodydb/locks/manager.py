@@ -273,13 +273,8 @@ class LockManager:
             # The admitted owner and the ticket just ahead: that one waits on the rest ahead,
             # so the graph stays as connected with two edges per ticket instead of n.
             ahead = {gate.admitted.owner} if gate.admitted is not None else set()
-            previous = None
-            for t in gate.queue:
-                if t is ticket:
-                    break
-                previous = t
-            if previous is not None:
-                ahead.add(previous.owner)
+            if ticket.ahead is not None:
+                ahead.add(ticket.ahead.owner)
             ahead.discard(req.owner)
             return ahead
 
