@@ -24,7 +24,6 @@ from hoodydb.fs import binding
 from hoodydb.locks.manager import LockManager
 from hoodydb.locks.types import EOF_OFFSET, FileKey, FileRole, LockKind, LockRequest
 
-_STAT_FIELDS = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks")
 _KINDS = {binding.F_RDLCK: LockKind.READ, binding.F_WRLCK: LockKind.WRITE, binding.F_UNLCK: LockKind.UNLOCK}
 _FLOCK_TYPES = {LockKind.READ: binding.F_RDLCK, LockKind.WRITE: binding.F_WRLCK}
 
@@ -56,15 +55,6 @@ def byte_range(l_start: int, l_len: int) -> tuple[int, int]:
     if l_len < 0:
         return l_start + l_len, l_start
     return l_start, l_start + l_len
-
-
-def _attrs(st: os.stat_result) -> dict[str, int]:
-    attrs = {name: getattr(st, name) for name in _STAT_FIELDS}
-    attrs["st_atime"] = st.st_atime_ns
-    attrs["st_mtime"] = st.st_mtime_ns
-    attrs["st_ctime"] = st.st_ctime_ns
-    attrs["st_blksize"] = st.st_blksize
-    return attrs
 
 
 class Passthrough(mfusepy.Operations):  # type: ignore[misc]
@@ -114,9 +104,9 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
 
     # -- metadata ----------------------------------------------------------------------------------
 
-    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
-        st = os.fstat(fh) if fh is not None else os.lstat(self._real(path or "/"))
-        return _attrs(st)
+    def getattr(self, path: str | None, fh: int | None = None) -> os.stat_result:
+        """The backing file's stat, as it is: binding.py copies it into libfuse's struct."""
+        return os.fstat(fh) if fh is not None else os.lstat(self._real(path or "/"))
 
     def access(self, path: str, amode: int) -> int:
         if not os.access(self._real(path), amode):

@@ -137,12 +137,17 @@ class LockManager:
 
     def _setlk(self, req: LockRequest, abort: AbortCheck) -> int:
         with self._mu:
+            if req.kind is LockKind.UNLOCK:
+                unlocked = self._files.get(req.file)
+                if unlocked is None:
+                    return 0  # nobody holds a lock on the file, so nobody waits on it either
+                unlocked.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
+                dms = req.start < DMS_BYTE[1] and DMS_BYTE[0] < req.end
+                db = self._dbs.get(req.db) if req.db is not None else None
+                self._after_release(unlocked, db, req.owner, released_dms=dms)
+                return 0
             f = self._file(req)
             db = self._database(req.db) if req.db is not None else None
-            if req.kind is LockKind.UNLOCK:
-                f.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
-                self._after_release(f, db, req.owner)
-                return 0
             if db is not None:
                 self._classify(db, f, req)
             deadline = None if req.wait else self.clock() + self.lock_timeout
@@ -521,7 +526,9 @@ class LockManager:
                 return True
         return False
 
-    def _after_release(self, f: _FileState, db: _DatabaseState | None, owner: Owner) -> None:
+    def _after_release(
+        self, f: _FileState, db: _DatabaseState | None, owner: Owner, released_dms: bool = True
+    ) -> None:
         for waiter in f.waiters:
             waiter.cond.notify()
         if db is not None:
@@ -535,11 +542,15 @@ class LockManager:
                 if self._in_wal_mode(db, owner):
                     db.wal_ready = True  # a WAL transaction completed: the index is built
                 self._end_turn(db, owner)
-            if f.role is FileRole.SHM and db.wal_ready and not self._wal_active(db):
+            if f.role is FileRole.SHM and released_dms and db.wal_ready and not self._wal_active(db):
                 # The last connection let go of the -shm: the next one rebuilds the index
                 # (recovery), and that must happen inside a turn, not beside one.
                 db.wal_ready = False
-            if (owner in db.readers or owner in db.writers) and not self._holds_any(db, owner):
+            if (
+                not f.table.holds(owner)
+                and (owner in db.readers or owner in db.writers)
+                and not self._holds_any(db, owner)
+            ):
                 db.readers.discard(owner)
                 db.writers.discard(owner)
         if not f.table and not f.waiters:
