@@ -31,17 +31,18 @@ def _target_names(with_passthrough: bool) -> tuple[str, ...]:
     return names
 
 
-def run_contention(quick: bool, with_passthrough: bool, root: str | None) -> None:
+def run_contention(quick: bool, with_passthrough: bool, root: str | None, repeat: int = 1) -> None:
     specs = contention.cells(quick)
     results = []
     t0 = time.monotonic()
     with open_targets(_target_names(with_passthrough), root=root) as targets:
         for i, spec in enumerate(specs, 1):
             print(f"[{i}/{len(specs)}] {spec.label()}", file=sys.stderr, flush=True)
-            results.append(contention.run_cell(spec, targets))
+            results.append(contention.run_cell(spec, targets, repeat))
         mount_pid = targets["mount"].daemon_pid
         usage = contention.daemon_usage(mount_pid) if mount_pid else None
-    print(f"\n## Contention ({'quick' if quick else 'full'}, {time.monotonic() - t0:.0f} s)\n")
+    runs = f", median of {repeat} interleaved runs per cell" if repeat > 1 else ""
+    print(f"\n## Contention ({'quick' if quick else 'full'}{runs}, {time.monotonic() - t0:.0f} s)\n")
     print(contention.table(results))
     if usage is not None:
         print(
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", choices=["contention", "single", "all"])
     parser.add_argument("--quick", action="store_true", help="small counts: a couple of minutes")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough_fh baseline")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each contention cell N times, interleaved; keep the median"
+    )
     parser.add_argument("--root", help="directory for the temporary files (default: the system tmp dir)")
     args = parser.parse_args(argv)
     command, quick = args.command, args.quick
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Command: python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     with_pt = not args.no_passthrough
     if command in ("contention", "all"):
-        run_contention(quick, with_pt, args.root)
+        run_contention(quick, with_pt, args.root, max(1, args.repeat))
     if command in ("single", "all"):
         run_single(quick, with_pt, args.root)
     return 0
