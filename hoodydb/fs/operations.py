@@ -260,10 +260,11 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             self.open_count[key] = self.open_count.get(key, 0) + 1
         return fd
 
-    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        return os.pread(fh, size, offset)
+    def read(self, path: str | None, buffer: memoryview, offset: int, fh: int) -> int:
+        """Fill libfuse's own buffer (binding.py), instead of mfusepy's returning bytes."""
+        return os.preadv(fh, [buffer], offset)
 
-    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
+    def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: int) -> int:
         return os.pwrite(fh, data, offset)
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
