@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hoodydb.fs.process import MountProcess, is_mounted
+from hoodydb.fs.process import FSTYPE, MountProcess, is_mounted, mounted_type
 from tests.conftest import Mounted, MountFactory
 
 pytestmark = pytest.mark.fuse
@@ -181,6 +181,42 @@ def test_clear_errors_before_mounting(tmp_path: Path, mount_factory: MountFactor
     assert again.returncode != 0 and "busy" in again.stderr
     inside = mount(str(busy.backing), str(busy.backing / "sub"))
     assert inside.returncode != 0 and "inside the backing" in inside.stderr
+
+
+def test_mounts_over_a_shared_bind_mount_and_reaches_its_peer(tmp_path: Path) -> None:
+    """The container volume: `-v /srv/mnt:/mnt/hoodydb:rshared`. The mountpoint is itself a bind
+    mount, the mount goes on top of it, and the host's side of the bind sees it.
+
+    Regression: the bind counted as "already mounted", so the daemon refused to start while
+    `hoodydb serve`, seeing a mount at the path, served the bare directory without the gate."""
+    host, inner, backing = tmp_path / "host", tmp_path / "inner", tmp_path / "backing"
+    for d in (host, inner, backing):
+        d.mkdir()
+    binds: list[Path] = []
+
+    def bind(*args: str) -> None:
+        subprocess.run(["mount", *args], check=True, capture_output=True)
+
+    try:
+        bind("--bind", str(host), str(host))
+        binds.append(host)
+        bind("--make-shared", str(host))
+        bind("--bind", str(host), str(inner))  # a peer of host, as the container's volume is
+        binds.append(inner)
+        assert mounted_type(inner) is not None and not is_mounted(inner)  # mounted, not FUSE
+        with MountProcess(backing, inner):
+            assert mounted_type(inner) == FSTYPE
+            assert mounted_type(host) == FSTYPE  # propagated to the host side
+            conn = sqlite3.connect(host / "x.db")
+            conn.execute("CREATE TABLE t(v)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.commit()
+            conn.close()
+            assert (backing / "x.db").exists()  # the write went through the mount
+        assert not is_mounted(inner) and not is_mounted(host)
+    finally:
+        for path in reversed(binds):
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 def test_kept_apsw_connection_and_cli_writers_share_a_wal_database(mounted: Mounted) -> None:

@@ -56,7 +56,7 @@ def preflight(opts: MountOptions) -> None:
     mountpoint.mkdir(parents=True, exist_ok=True)
     if is_mounted(mountpoint):
         raise MountConfigError(
-            f"mountpoint {mountpoint} is busy: something is already mounted there "
+            f"mountpoint {mountpoint} is busy: a FUSE filesystem is already mounted there "
             f"(left by a crashed daemon? fusermount3 -u {mountpoint})"
         )
     backing, target = opts.backing.resolve(), mountpoint.resolve()
@@ -119,7 +119,7 @@ def _serve(ops: Passthrough, opts: MountOptions) -> None:
             allow_other=os.geteuid() == 0,
             default_permissions=True,
             fsname=f"hoodydb:{opts.backing.resolve()}",
-            subtype="hoodydb",
+            subtype="hoodydb",  # the type reads fuse.hoodydb (process.FSTYPE)
             # A waiting lock request occupies a worker thread; enough of them that waiters can
             # never starve the admitted client of threads for its reads and writes.
             max_threads=opts.max_threads,

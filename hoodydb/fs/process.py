@@ -20,10 +20,31 @@ class MountError(RuntimeError):
     """The mount did not come up, or did not go away."""
 
 
-def is_mounted(path: str | os.PathLike[str]) -> bool:
+FSTYPE = "fuse.hoodydb"
+
+
+def mounted_type(path: str | os.PathLike[str]) -> str | None:
+    """The filesystem type of the topmost mount at `path`, or None if nothing is mounted there.
+
+    mountinfo lists a namespace's mounts in the order they were made, so the last entry for a
+    path is the one on top."""
     target = os.path.realpath(path)
+    found = None
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return any(line.split()[4] == target for line in f)
+        for line in f:
+            fields = line.split()
+            if fields[4] == target:
+                found = fields[fields.index("-") + 1]
+    return found
+
+
+def is_mounted(path: str | os.PathLike[str]) -> bool:
+    """Is a FUSE filesystem on top at `path` (ours, or one whose daemon died)?
+
+    A plain bind mount there is not: a container's volume (`-v host:/mnt/hoodydb:rshared`) is
+    exactly where the mount goes, on top of it."""
+    fstype = mounted_type(path)
+    return fstype is not None and fstype.startswith("fuse")
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
@@ -87,7 +108,7 @@ class MountProcess:
             if stderr is not None:
                 stderr.close()
         deadline = time.monotonic() + self.start_timeout
-        while not is_mounted(self.mountpoint):
+        while mounted_type(self.mountpoint) != FSTYPE:
             if self.proc.poll() is not None:
                 raise MountError(f"hoodydb mount exited with status {self.proc.returncode} before mounting")
             if time.monotonic() > deadline:
