@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hoodydb.locks.gate import AdmissionGate, GateCounters, Ticket
+from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Ticket
 from hoodydb.locks.layout import SHM_DMS, SHM_READ_COUNT, SHM_READ_FIRST, SHM_WRITE, LockLayout
 from hoodydb.locks.ranges import RangeTable
 from hoodydb.locks.types import (
@@ -317,17 +317,11 @@ class LockManager:
         if admission is not None and admission.owner == req.owner:
             admission.first_on_handle = True
 
-    def _end_turn(self, db: _DatabaseState, owner: Owner) -> None:
-        admission = db.gate.admitted
-        if (
-            admission is not None
-            and admission.first_on_handle
-            and not admission.wrote
-            and self.schema_grace > 0
-        ):
-            db.gate.hold_for(owner, self.schema_grace)
+    def _end_turn(self, db: _DatabaseState, admission: Admission) -> None:
+        if admission.first_on_handle and not admission.wrote and self.schema_grace > 0:
+            db.gate.hold_for(admission.owner, self.schema_grace)
         else:
-            db.gate.leave(owner)
+            db.gate.leave(admission.owner)
 
     def _transaction_over(self, db: _DatabaseState, owner: Owner) -> bool:
         """Rule 4: the admitted owner holds no transaction locks any more."""
@@ -541,7 +535,7 @@ class LockManager:
             ):
                 if self._in_wal_mode(db, owner):
                     db.wal_ready = True  # a WAL transaction completed: the index is built
-                self._end_turn(db, owner)
+                self._end_turn(db, admission)
             if f.role is FileRole.SHM and released_dms and db.wal_ready and not self._wal_active(db):
                 # The last connection let go of the -shm: the next one rebuilds the index
                 # (recovery), and that must happen inside a turn, not beside one.
