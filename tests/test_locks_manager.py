@@ -261,6 +261,19 @@ def test_getlk_on_the_dms_byte_tells_first_from_later_connections(mgr: LockManag
     assert a.getlk(SHM, FileRole.SHM, W, DMS) == Conflict(R, *DMS, pid=b.pid)
 
 
+def test_a_dms_probe_waits_while_the_first_connection_builds_the_shm(mgr: LockManager) -> None:
+    """Regression: a probe that saw the builder's WRLCK made SQLite answer "database is locked"
+    (40 sqlite3 CLIs, WAL, once every connection had closed and the next one rebuilt -shm)."""
+    a, b = clients(mgr, 2)
+    assert a.getlk(SHM, FileRole.SHM, W, DMS) is None
+    assert a.begin() == 0
+    assert a.shmf(W, DMS) == 0  # a is first: it resets the -shm under an exclusive DMS
+    probe = Bg(lambda: b.getlk(SHM, FileRole.SHM, W, DMS))
+    assert probe.blocked()
+    assert a.shmf(R, DMS) == 0  # ... and downgrades
+    assert probe.get() == Conflict(R, *DMS, pid=a.pid)  # b joins instead of failing
+
+
 def test_merge_split_and_convert_are_visible_to_getlk(mgr: LockManager) -> None:
     a, b = clients(mgr, 2)
     assert a.lock(PLAIN, FileRole.OTHER, R, (0, 10), db=PLAIN) == 0

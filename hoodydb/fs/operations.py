@@ -328,7 +328,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             fh,
         )
         if cmd == binding.F_GETLK:
-            conflict = self.manager.getlk(req)
+            conflict = self.manager.getlk(req, binding.abort_errno)
             if conflict is None:
                 fl.l_type = binding.F_UNLCK
             else:

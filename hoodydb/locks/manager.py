@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 trace = logging.getLogger(__name__ + ".trace")  # every decision, for debugging the protocol
 
 CYCLE_CHECK_SECONDS = 1.0
+SHM_INIT_POLL_SECONDS = 0.002
 RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
 
 READ_SLOTS = (SHM_READ_FIRST, SHM_READ_FIRST + SHM_READ_COUNT)
@@ -172,15 +173,36 @@ class LockManager:
                 log.debug("refused %s (errno %d) holders=%s", req, err, dict(f.table.pids))
             return err
 
-    def getlk(self, req: LockRequest) -> Conflict | None:
+    def getlk(self, req: LockRequest, abort: AbortCheck = _never) -> Conflict | None:
         """F_GETLK: the first lock of another owner that conflicts with `req`, exactly as held."""
         with self._mu:
             f = self._files.get(req.file)
             if f is None:
                 return None
+            if f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE and self.policy is Policy.SERIAL:
+                self._wait_out_shm_init(f, req.owner, abort)
             for other, seg in f.table.conflicts(req.owner, req.start, req.end, req.kind):
                 return Conflict(seg.kind, seg.start, seg.end, f.table.pids.get(other, 0))
             return None
+
+    def _wait_out_shm_init(self, f: _FileState, owner: Owner, abort: AbortCheck) -> None:
+        """Let a connection that is (re)building the -shm finish before answering a DMS probe.
+
+        The first connection to map the -shm holds DMS exclusively for a moment (truncate, then
+        downgrade to shared). A probe that saw that WRLCK would make SQLite answer SQLITE_BUSY;
+        one answered a moment later sees the shared lock and joins. The holder waits on nobody
+        meanwhile, so waiting on it cannot close a cycle.
+        """
+        deadline = self.clock() + self.lock_timeout
+        waiter = _Waiter(owner, threading.Condition(self._mu), lambda: set())
+        f.waiters.add(waiter)
+        try:
+            while f.table.conflicts(owner, *DMS_BYTE, LockKind.READ):
+                if self._closing or abort() or self.clock() >= deadline:
+                    return
+                waiter.cond.wait(SHM_INIT_POLL_SECONDS)  # a downgrade does not notify
+        finally:
+            f.waiters.discard(waiter)
 
     def forget_handle(self, handle: int) -> None:
         """`handle` was closed; its number may come back as a new connection's."""
