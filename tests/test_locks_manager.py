@@ -726,6 +726,78 @@ def test_wal_first_read_keeps_the_turn_for_its_statement() -> None:
     mgr.shutdown()
 
 
+def test_a_waiter_queued_before_the_grace_wakes_when_it_runs_out() -> None:
+    mgr = make_manager(schema_grace=0.005, poll_interval=30.0)
+    mgr.name_database(DB, "db")
+    a, b = Client(mgr, 1, handle=7), Client(mgr, 2, handle=8)
+    assert a.begin() == 0
+    queued = Bg(b.begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    t0 = time.monotonic()
+    a.end()  # the schema read is over and a never comes back
+    assert queued.get() == 0
+    assert time.monotonic() - t0 < 1.0  # the grace, not the poll interval
+    b.end()
+    mgr.shutdown()
+
+
+def test_a_wal_connection_closing_in_its_grace_fails_exclusive_at_once() -> None:
+    """Its only transaction was the schema read (say the statement failed to prepare)."""
+    mgr = make_manager(schema_grace=5.0, lock_timeout=5.0)
+    mgr.name_database(DB, "db")
+    b, a = Client(mgr, 2), Client(mgr, 1, handle=7)
+    b.wal_open()
+    a.wal_open()
+    assert admitted_pid(mgr) == a.pid  # in its grace
+    t0 = time.monotonic()
+    a.wal_close()  # the EXCLUSIVE attempt fails at once: b keeps SHARED
+    assert time.monotonic() - t0 < 1.0
+    assert admitted_pid(mgr) is None  # and its close ends the grace
+    mgr.shutdown()
+
+
+def test_a_held_turn_is_no_edge_of_a_deadlock() -> None:
+    """p1's grace on db ends by itself: p1 waiting on db2, where p2 runs while queued on db,
+    is no cycle."""
+    mgr = make_manager(schema_grace=0.3)
+    mgr.name_database(DB, "db")
+    mgr.name_database(DB2, "db2")
+    p1, p1b = Client(mgr, 1, handle=7), Client(mgr, 1, db=DB2, handle=17)
+    p2, p2b = Client(mgr, 2, handle=8), Client(mgr, 2, db=DB2, handle=18)
+    assert p1.begin() == 0
+    p1.end()  # p1's schema read of db: its grace holds db's turn
+    assert p2b.begin() == 0  # p2 runs on db2 ...
+    on_db = Bg(p2.begin)  # ... and queues for db
+    wait_until(lambda: waiting(mgr) == 1)
+    on_db2 = Bg(p1b.begin)  # p1 queues for db2: it must wait, not be a deadlock victim
+    assert on_db.get() == 0  # the grace ran out
+    p2.end()
+    p2b.end()
+    assert on_db2.get() == 0
+    p1b.end()
+    mgr.shutdown()
+
+
+def test_a_client_killed_in_its_wal_retry_passes_the_turn_on_at_once() -> None:
+    mgr = make_manager(reservation_seconds=5.0)
+    mgr.name_database(DB, "db")
+    a, b, c = clients(mgr, 3)
+    for x in (a, b, c):
+        x.wal_open()
+    assert a.shmf(R, SLOT) == 0
+    first = Bg(lambda: b.shmf(R, SLOT))
+    wait_until(lambda: waiting(mgr) == 1)
+    assert a.shmf(U, SLOT) == 0
+    assert first.get() == errno.EAGAIN  # b holds the turn for its retry ...
+    assert b.shmf(U, WHOLE) == 0  # ... and is killed: its FLUSHes unlock everything
+    assert b.dbf(U, WHOLE) == 0
+    t0 = time.monotonic()
+    assert c.wal_begin() == (0, 0)
+    assert time.monotonic() - t0 < 1.0
+    assert c.shmf(U, SLOT) == 0
+    mgr.shutdown()
+
+
 def test_wal_owner_holding_locks_gets_eagain_at_once_on_conflict(mgr: LockManager) -> None:
     a, b = clients(mgr, 2)
     a.wal_open()

@@ -115,6 +115,8 @@ class AdmissionGate:
         if current is not None and current.owner == owner:
             current.entered = current.first_on_handle = False  # once per connection
             current.reserved_until = self.clock() + seconds
+            if self.queue:
+                self.queue[0].wake()  # the head sleeps until the hold runs out, not a poll interval
 
     def expire(self, now: float) -> list[Ticket]:
         """End a reservation that was not used in time (its client went away or gave up)."""

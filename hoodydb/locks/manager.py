@@ -299,7 +299,10 @@ class LockManager:
                 return set()  # woken, not yet running: waits on nobody
             # The admitted owner and the ticket just ahead: that one waits on the rest ahead,
             # so the graph stays as connected with two edges per ticket instead of n.
-            ahead = {gate.admitted.owner} if gate.admitted is not None else set()
+            held = gate.admitted
+            # A turn only held (a grace, a hand-off's retry) ends by itself: no edge to it, or a
+            # client of two databases would be taken for a deadlock.
+            ahead = {held.owner} if held is not None and held.reserved_until is None else set()
             if ticket.ahead is not None:
                 ahead.add(ticket.ahead.owner)
             ahead.discard(req.owner)
@@ -415,7 +418,12 @@ class LockManager:
             return True
         if self.policy is Policy.OFF or db is None or not db.sqlite:
             return False
-        return db.gate.is_admitted(req.owner) or not self._holds_any(db, req.owner)
+        admission = db.gate.admitted
+        if admission is not None and admission.owner == req.owner and admission.reserved_until is None:
+            return True
+        # A turn only held (grace, hand-off retry) is for starting a transaction, not for waiting
+        # inside one: a connection that closes in its grace tries EXCLUSIVE and must fail at once.
+        return not self._holds_any(db, req.owner)
 
     def _grant(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> None:
         f.table.set(req.owner, req.start, req.end, req.kind, req.pid)
@@ -549,12 +557,7 @@ class LockManager:
             waiter.cond.notify()
         if db is not None:
             admission = db.gate.admitted
-            if (
-                admission is not None
-                and admission.owner == owner
-                and admission.reserved_until is None
-                and self._transaction_over(db, owner)
-            ):
+            if admission is not None and admission.owner == owner and self._transaction_over(db, owner):
                 if self._in_wal_mode(db, owner):
                     db.wal_ready = True  # a WAL transaction completed: the index is built
                 self._end_turn(db, admission)
