@@ -39,6 +39,12 @@ class Admission:
     wrote: bool = False  # has held a write lock of a write transaction (RESERVED and up, WAL WRITE)
     first_on_handle: bool = False  # started by a connection's first transaction: its schema read
 
+    @property
+    def held(self) -> bool:
+        """Kept for the owner between transactions (a grace, a WAL hand-off's retry): it ends by
+        itself, so it gives no right to wait and is no edge of the wait-for graph."""
+        return self.reserved_until is not None
+
 
 @dataclass(slots=True)
 class GateCounters:

@@ -299,10 +299,9 @@ class LockManager:
                 return set()  # woken, not yet running: waits on nobody
             # The admitted owner and the ticket just ahead: that one waits on the rest ahead,
             # so the graph stays as connected with two edges per ticket instead of n.
-            held = gate.admitted
-            # A turn only held (a grace, a hand-off's retry) ends by itself: no edge to it, or a
-            # client of two databases would be taken for a deadlock.
-            ahead = {held.owner} if held is not None and held.reserved_until is None else set()
+            admitted = gate.admitted
+            # No edge to a held turn, or a client of two databases would be taken for a deadlock.
+            ahead = {admitted.owner} if admitted is not None and not admitted.held else set()
             if ticket.ahead is not None:
                 ahead.add(ticket.ahead.owner)
             ahead.discard(req.owner)
@@ -419,10 +418,10 @@ class LockManager:
         if self.policy is Policy.OFF or db is None or not db.sqlite:
             return False
         admission = db.gate.admitted
-        if admission is not None and admission.owner == req.owner and admission.reserved_until is None:
+        if admission is not None and admission.owner == req.owner and not admission.held:
             return True
-        # A turn only held (grace, hand-off retry) is for starting a transaction, not for waiting
-        # inside one: a connection that closes in its grace tries EXCLUSIVE and must fail at once.
+        # A held turn is for starting a transaction, not for waiting inside one: a connection
+        # that closes in its grace tries EXCLUSIVE and must fail at once.
         return not self._holds_any(db, req.owner)
 
     def _grant(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> None:
@@ -484,10 +483,10 @@ class LockManager:
                     gate.expire(now)
                     if done():
                         break
-                    held = gate.admitted
-                    if held is not None and held.reserved_until is not None:
+                    admitted = gate.admitted
+                    if admitted is not None and admitted.reserved_until is not None:
                         # Wake when a held turn runs out, not a poll interval later.
-                        timeout = min(timeout, max(held.reserved_until - now, 0.0005))
+                        timeout = min(timeout, max(admitted.reserved_until - now, 0.0005))
                 waiter.cond.wait(timeout)
             return 0
         finally:
