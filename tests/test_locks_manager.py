@@ -640,9 +640,8 @@ def test_wal_hand_off_reserves_the_turn_for_the_retry(mgr: LockManager) -> None:
     assert db_snapshot(mgr, "db")["counters"]["expired_reservations"] == 0
 
 
-def test_wal_reservation_expires_when_the_retry_never_comes() -> None:
-    mgr = make_manager(reservation_seconds=0.2)
-    mgr.name_database(DB, "db")
+def _reserved_turn_for_b(mgr: LockManager) -> tuple[Client, Client, Client]:
+    """Three WAL clients; a's transaction ends while b waits, so b holds the turn for its retry."""
     a, b, c = clients(mgr, 3)
     for x in (a, b, c):
         x.wal_open()
@@ -651,6 +650,13 @@ def test_wal_reservation_expires_when_the_retry_never_comes() -> None:
     wait_until(lambda: waiting(mgr) == 1)
     assert a.shmf(U, SLOT) == 0
     assert first.get() == errno.EAGAIN
+    return a, b, c
+
+
+def test_wal_reservation_expires_when_the_retry_never_comes() -> None:
+    mgr = make_manager(reservation_seconds=0.2)
+    mgr.name_database(DB, "db")
+    _, b, c = _reserved_turn_for_b(mgr)
     # b never comes back; c waits behind the reservation until it expires.
     t0 = time.monotonic()
     third = Bg(c.wal_begin)
@@ -781,15 +787,8 @@ def test_a_held_turn_is_no_edge_of_a_deadlock() -> None:
 def test_a_client_killed_in_its_wal_retry_passes_the_turn_on_at_once() -> None:
     mgr = make_manager(reservation_seconds=5.0)
     mgr.name_database(DB, "db")
-    a, b, c = clients(mgr, 3)
-    for x in (a, b, c):
-        x.wal_open()
-    assert a.shmf(R, SLOT) == 0
-    first = Bg(lambda: b.shmf(R, SLOT))
-    wait_until(lambda: waiting(mgr) == 1)
-    assert a.shmf(U, SLOT) == 0
-    assert first.get() == errno.EAGAIN  # b holds the turn for its retry ...
-    assert b.shmf(U, WHOLE) == 0  # ... and is killed: its FLUSHes unlock everything
+    _, b, c = _reserved_turn_for_b(mgr)
+    assert b.shmf(U, WHOLE) == 0  # b is killed in its retry: its FLUSHes unlock everything
     assert b.dbf(U, WHOLE) == 0
     t0 = time.monotonic()
     assert c.wal_begin() == (0, 0)
