@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Ticket
-from hoodydb.locks.layout import SHM_DMS, SHM_READ_COUNT, SHM_READ_FIRST, SHM_WRITE, LockLayout
+from hoodydb.locks.layout import SHARED_SIZE, SHM_DMS, SHM_READ_COUNT, SHM_READ_FIRST, SHM_WRITE, LockLayout
 from hoodydb.locks.ranges import RangeTable
 from hoodydb.locks.types import (
     Conflict,
@@ -390,16 +390,28 @@ class LockManager:
         deadline: float | None,
         abort: AbortCheck,
     ) -> int:
-        if not f.table.conflicts(req.owner, req.start, req.end, req.kind):
+        spans = [(req.start, req.end)]
+        if (
+            f.role is FileRole.DATABASE
+            and req.kind is LockKind.READ
+            and self.layout.is_pending_byte(req.start, req.end)
+            and not f.table.holds(req.owner)
+        ):
+            # SQLite's SHARED: the PENDING byte, then the SHARED range. Holding PENDING, the
+            # client may no longer wait, so it gets PENDING only once the range is free too: a
+            # connection closing from EXCLUSIVE lets go of PENDING before the range.
+            spans.append((self.layout.shared_first, self.layout.shared_first + SHARED_SIZE))
+
+        def blockers() -> set[Owner]:
+            return {other for span in spans for other, _ in f.table.conflicts(req.owner, *span, req.kind)}
+
+        if not blockers():
             self._grant(f, db, req)
             return 0
         if not self._may_wait(f, db, req) or (f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE):
             # (A DMS conflict means another connection got there first: SQLite looks again
             # with F_GETLK and joins it, so waiting for that connection to close is wrong.)
             return errno.EAGAIN
-
-        def blockers() -> set[Owner]:
-            return {other for other, _ in f.table.conflicts(req.owner, req.start, req.end, req.kind)}
 
         waiter = _Waiter(req.owner, threading.Condition(self._mu), blockers)
         f.waiters.add(waiter)
