@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -295,3 +296,76 @@ def test_daemon_memory_stays_flat_under_contention(mounted: Mounted) -> None:
         assert result.ok == spec.expected and result.integrity == "ok", result.summary()
     grown = _rss_kib(mounted.process.pid) - before
     assert grown < 2048, f"daemon RSS grew {grown} KiB over 4,800 transactions"
+
+
+def test_database_changed_behind_the_mount_between_opens_reads_fresh(mounted: Mounted) -> None:
+    """The kernel keeps cached pages across opens; a change made in the backing directory while
+    nobody had the file open (a restore, say) must still be seen, not read from stale pages."""
+    db = mounted.path("restored.db")
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t(v TEXT)")
+        conn.execute("INSERT INTO t VALUES ('before')")
+    conn.close()
+    for _ in range(2):  # read through the mount, so the kernel holds the pages
+        conn = sqlite3.connect(db)
+        assert conn.execute("SELECT v FROM t").fetchall() == [("before",)]
+        conn.close()
+    backing = mounted.backing / "restored.db"
+    size = backing.stat().st_size
+    native = sqlite3.connect(backing)
+    native.execute("UPDATE t SET v = 'after!'")  # same length: the file keeps its size
+    native.commit()
+    native.close()
+    assert backing.stat().st_size == size
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT v FROM t").fetchall() == [("after!",)]
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+
+def _daemon_bytes_read(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar for pid {pid}")
+
+
+def test_unchanged_file_is_read_from_the_kernel_cache_after_reopening(mounted: Mounted) -> None:
+    size = 8 << 20
+    path = Path(mounted.path("big.bin"))
+    path.write_bytes(os.urandom(size))
+    data = path.read_bytes()  # warm
+    before = _daemon_bytes_read(mounted.process.pid)
+    assert path.read_bytes() == data
+    assert path.read_bytes() == data
+    read = _daemon_bytes_read(mounted.process.pid) - before
+    assert read < size // 8, f"the daemon read {read} bytes for two cached reads of {size}"
+
+
+def test_daemon_runs_on_one_cpu_while_clients_queue_and_on_all_after(mounted: Mounted) -> None:
+    from bench.workload import WorkloadSpec, run_workload
+    from tests.test_fs_affinity import _eventually, _thread_cpus
+
+    pid = mounted.process.pid
+    everything = os.sched_getaffinity(0)
+    assert all(cpus == everything for cpus in _thread_cpus(pid)), "no contention yet"
+    seen: list[list[set[int]]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(_thread_cpus(pid))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        spec = WorkloadSpec("keep", "wal", 0, 8, 150)
+        result = run_workload(mounted.path("pin.db"), spec)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.ok == spec.expected and result.integrity == "ok", result.summary()
+    pinned = [sample for sample in seen if len({frozenset(c) for c in sample}) == 1 and len(sample[0]) == 1]
+    assert pinned, f"never on one CPU in {len(seen)} samples"
+    assert _eventually(lambda: all(cpus == everything for cpus in _thread_cpus(pid)), 5)

@@ -38,8 +38,16 @@ from hoodydb.locks.types import Policy
     "--kernel-cache/--no-kernel-cache",
     default=True,
     show_default=True,
-    help="Keep file pages cached in the kernel. Turn off only if the backing directory is changed "
-    "by programs that do not go through the mount.",
+    help="Keep file pages cached in the kernel across opens, unless the file changed while "
+    "nobody had it open. Turn off only if programs that do not go through the mount change "
+    "files that clients have open.",
+)
+@click.option(
+    "--pin-under-contention/--no-pin-under-contention",
+    default=True,
+    show_default=True,
+    help="While clients queue for a turn, run the daemon on one CPU: its threads then pass "
+    "Python's GIL without cross-CPU wake-ups.",
 )
 @click.option("--pending-byte", type=int, default=DEFAULT_PENDING_BYTE, show_default=True, hidden=True)
 @click.option("--debug", is_flag=True, help="libfuse's request trace on stderr.")
@@ -51,6 +59,7 @@ def mount(
     foreground: bool,
     max_threads: int,
     kernel_cache: bool,
+    pin_under_contention: bool,
     pending_byte: int,
     debug: bool,
 ) -> None:
@@ -65,6 +74,7 @@ def mount(
         lock_timeout=lock_timeout,
         max_threads=max_threads,
         kernel_cache=kernel_cache,
+        pin_under_contention=pin_under_contention,
         pending_byte=pending_byte,
         debug=debug,
     )
@@ -73,6 +83,7 @@ def mount(
             preflight(opts)
             args = [f"--policy={policy}", f"--lock-timeout={lock_timeout}", f"--max-threads={max_threads}"]
             args += [] if kernel_cache else ["--no-kernel-cache"]
+            args += [] if pin_under_contention else ["--no-pin-under-contention"]
             log = control.socket_path(mountpoint).with_suffix(".log")
             log.parent.mkdir(parents=True, exist_ok=True)
             child = MountProcess(backing, mountpoint, extra_args=args, detach=True, stderr_path=log).start()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hoodydb.fs.affinity import ContentionPin
 from hoodydb.fs.binding import FUSE
 from hoodydb.fs.control import ControlServer, socket_path
 from hoodydb.fs.operations import Passthrough
@@ -33,6 +34,7 @@ class MountOptions:
     max_threads: int = 256
     kernel_cache: bool = True
     attr_timeout: float = 1.0
+    pin_under_contention: bool = True
     pending_byte: int = DEFAULT_PENDING_BYTE
     control_socket: Path | None = None
     debug: bool = False
@@ -102,9 +104,14 @@ def run(opts: MountOptions) -> None:
 
     control = ControlServer(opts.control_socket or socket_path(opts.mountpoint), report)
     control.start()
+    pin = ContentionPin(lambda: manager.waits) if opts.pin_under_contention else None
+    if pin is not None:
+        pin.start()
     try:
         _serve(ops, opts)
     finally:
+        if pin is not None:
+            pin.close()
         manager.shutdown()
         control.close()
 

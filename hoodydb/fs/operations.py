@@ -26,6 +26,15 @@ from hoodydb.locks.types import EOF_OFFSET, FileKey, FileRole, LockKind, LockReq
 
 _KINDS = {binding.F_RDLCK: LockKind.READ, binding.F_WRLCK: LockKind.WRITE, binding.F_UNLCK: LockKind.UNLOCK}
 _FLOCK_TYPES = {LockKind.READ: binding.F_RDLCK, LockKind.WRITE: binding.F_WRLCK}
+FUSE_CAP_AUTO_INVAL_DATA = 1 << 12
+CLOSED_FILES_REMEMBERED = 4096
+
+FileVersion = tuple[int, int, int]
+"""(size, mtime, ctime) of a backing file: any change to the file, from anywhere, changes it."""
+
+
+def _version(st: os.stat_result) -> FileVersion:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,7 @@ class Handle:
     role: FileRole
     db: FileKey | None
     readonly: bool
+    keep_cache: bool  # the kernel's cached pages of the file are current: keep them
 
 
 def classify(path: str) -> FileRole:
@@ -74,7 +84,10 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         self.kernel_cache = kernel_cache
         self.handles: dict[int, Handle] = {}
         self.open_count: dict[FileKey, int] = {}
-        self._handles_mu = threading.Lock()  # guards handles and open_count
+        # How each file looked when its last handle closed: if it looks the same at the next
+        # open, nothing outside the mount changed it and the kernel's pages of it are current.
+        self.closed_as: dict[FileKey, FileVersion] = {}
+        self._handles_mu = threading.Lock()  # guards handles, open_count and closed_as
         self._as_root = os.geteuid() == 0
 
     def _real(self, path: str) -> str:
@@ -97,7 +110,14 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         config.entry_timeout = self.attr_timeout
         # Safe because every create goes through this mount, which invalidates the entry.
         config.negative_timeout = self.attr_timeout
-        config.kernel_cache = 1 if self.kernel_cache else 0
+        # Each open decides whether the kernel keeps the file's cached pages (_open).
+        config.kernel_cache = 0
+        if self.kernel_cache:
+            # The kernel drops a file's whole page cache whenever it sees a new mtime, and it
+            # sees one after each of its own writes: every commit would cost every reader
+            # (and every mapping of the -shm) its cache. Changes from outside the mount are
+            # caught at open instead.
+            conn.want &= ~FUSE_CAP_AUTO_INVAL_DATA
 
     def destroy(self, path: str) -> None:
         self.manager.shutdown()
@@ -256,9 +276,19 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             except OSError:
                 role = FileRole.OTHER
         with self._handles_mu:
-            self.handles[fd] = Handle(fd, key, role, db, readonly)
-            self.open_count[key] = self.open_count.get(key, 0) + 1
+            already_open = self.open_count.get(key, 0)
+            # While the file is open through the mount every change to it goes through the
+            # kernel's cache too; between opens it may have been changed behind the mount.
+            last_seen = self.closed_as.pop(key, None)
+            keep_cache = self.kernel_cache and (already_open > 0 or last_seen == _version(st))
+            self.handles[fd] = Handle(fd, key, role, db, readonly, keep_cache)
+            self.open_count[key] = already_open + 1
         return fd
+
+    def keeps_cache(self, fh: int) -> bool:
+        """Whether the kernel may keep its cached pages of the file just opened as `fh`."""
+        handle = self.handles.get(fh)
+        return handle is not None and handle.keep_cache
 
     def read(self, path: str | None, buffer: memoryview, offset: int, fh: int) -> int:
         """Fill libfuse's own buffer (binding.py), instead of mfusepy's returning bytes."""
@@ -287,16 +317,21 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     def release(self, path: str | None, fh: int) -> int:
         with self._handles_mu:
             handle = self.handles.pop(fh, None)
-            os.close(fh)
             if handle is None:
+                os.close(fh)
                 return 0
             if handle.role is not FileRole.OTHER:
                 self.manager.forget_handle(fh)
             left = self.open_count[handle.file] - 1
             if left:
                 self.open_count[handle.file] = left
+                os.close(fh)
                 return 0
             del self.open_count[handle.file]
+            self.closed_as[handle.file] = _version(os.fstat(fh))
+            if len(self.closed_as) > CLOSED_FILES_REMEMBERED:
+                del self.closed_as[next(iter(self.closed_as))]
+            os.close(fh)
             # Nobody has the file open any more, so nobody can hold a lock on it: drop any that
             # a lost FLUSH left behind rather than let them block the next client. (Under the
             # handle lock, so that an open racing with this release is not forgotten.)

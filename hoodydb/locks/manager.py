@@ -102,6 +102,7 @@ class LockManager:
         self.poll_interval = poll_interval
         self.max_waiters = max_waiters
         self._n_waiters = 0
+        self.waits = 0  # requests that have had to wait, ever: a sign of contention to watch
         self.clock = clock
         self._mu = threading.Lock()
         self._files: dict[FileKey, _FileState] = {}
@@ -470,6 +471,7 @@ class LockManager:
         if self._n_waiters >= self.max_waiters:
             return errno.EAGAIN  # each waiter holds a daemon thread: the bound keeps the mount alive
         self._n_waiters += 1
+        self.waits += 1
         self._waiting.setdefault(waiter.owner, set()).add(waiter)
         try:
             next_cycle_check = 0.0
