@@ -369,3 +369,99 @@ def test_daemon_runs_on_one_cpu_while_clients_queue_and_on_all_after(mounted: Mo
     pinned = [sample for sample in seen if len({frozenset(c) for c in sample}) == 1 and len(sample[0]) == 1]
     assert pinned, f"never on one CPU in {len(seen)} samples"
     assert _eventually(lambda: all(cpus == everything for cpus in _thread_cpus(pid)), 5)
+
+
+WRITE_WHILE_ITERATING = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+for _ in range(int(sys.argv[3])):
+    for (k,) in conn.execute("SELECT k FROM src"):  # the read statement stays open...
+        conn.execute("INSERT INTO dst(who, k) VALUES (?, ?)", (sys.argv[2], k))  # ...across each write
+conn.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_writes_inside_an_open_read_statement_from_many_processes(mounted: Mounted, mode: str) -> None:
+    """Generated code often writes row by row while iterating a query on the same connection:
+    each autocommit write commits inside a read transaction that stays open. Natively, with
+    busy timeout 0, two such processes fail at once."""
+    db = mounted.path("iterate.db")
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA journal_mode={mode}")
+    conn.execute("CREATE TABLE src(k)")
+    conn.executemany("INSERT INTO src VALUES (?)", [(i,) for i in range(10)])
+    conn.execute("CREATE TABLE dst(who, k)")
+    conn.commit()
+    conn.close()
+    writers, rounds = 8, 4
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITE_WHILE_ITERATING, db, f"w{i}", str(rounds)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(writers)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * writers, errors
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    per_writer = dict(conn.execute("SELECT who, count(*) FROM dst GROUP BY who").fetchall())
+    conn.close()
+    assert per_writer == {f"w{i}": rounds * 10 for i in range(writers)}
+
+
+MAINTENANCE = """
+import sqlite3, sys
+for _ in range(int(sys.argv[3])):
+    conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+    conn.execute("VACUUM")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    copy = sqlite3.connect(sys.argv[2])
+    conn.backup(copy)  # the online backup API, page by page
+    copy.close()
+    conn.close()
+"""
+PADDED_WRITER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+for _ in range(int(sys.argv[3])):
+    conn.execute("INSERT INTO t(who, pad) VALUES (?, randomblob(500))", (sys.argv[2],))
+conn.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_vacuum_checkpoint_and_backup_run_beside_writers(mounted: Mounted, tmp_path: Path, mode: str) -> None:
+    db = mounted.path("maintained.db")
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA journal_mode={mode}")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT, pad BLOB)")
+    conn.commit()
+    conn.close()
+    writers, per_writer = 4, 60
+    copy = tmp_path / "copy.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PADDED_WRITER, db, f"w{i}", str(per_writer)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(writers)
+    ]
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, "-c", MAINTENANCE, db, str(copy), "4"], stderr=subprocess.PIPE, text=True
+        )
+    )
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), errors
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (writers * per_writer,)
+    conn.close()
+    backup = sqlite3.connect(copy)
+    assert backup.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    backup.close()
