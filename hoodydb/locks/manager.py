@@ -402,17 +402,17 @@ class LockManager:
             # client may no longer wait, so it gets PENDING only once the range is free too: a
             # connection closing from EXCLUSIVE lets go of PENDING before the range.
             spans.append((self.layout.shared_first, self.layout.shared_first + SHARED_SIZE))
-
-        def blockers() -> set[Owner]:
-            return {other for span in spans for other, _ in f.table.conflicts(req.owner, *span, req.kind)}
-
-        if not blockers():
+        table, owner, kind = f.table, req.owner, req.kind
+        if not any(table.conflicts(owner, start, end, kind) for start, end in spans):
             self._grant(f, db, req)
             return 0
         if not self._may_wait(f, db, req) or (f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE):
             # (A DMS conflict means another connection got there first: SQLite looks again
             # with F_GETLK and joins it, so waiting for that connection to close is wrong.)
             return errno.EAGAIN
+
+        def blockers() -> set[Owner]:
+            return {other for start, end in spans for other, _ in table.conflicts(owner, start, end, kind)}
 
         waiter = _Waiter(req.owner, threading.Condition(self._mu), blockers)
         f.waiters.add(waiter)
