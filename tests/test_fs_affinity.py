@@ -48,7 +48,7 @@ def test_pins_every_thread_while_requests_wait_and_lets_go_when_idle() -> None:
     stop = threading.Event()
     bystander = threading.Thread(target=stop.wait)  # a thread that was there before the pin
     bystander.start()
-    pin = ContentionPin(lambda: waits, interval=0.01, idle_seconds=0.2)
+    pin = ContentionPin(lambda: waits, lambda: 0, interval=0.01, idle_seconds=0.5)
     pin.start()
     try:
         time.sleep(0.05)
@@ -72,10 +72,40 @@ def test_pins_every_thread_while_requests_wait_and_lets_go_when_idle() -> None:
 def test_close_while_pinned_restores_every_cpu() -> None:
     everything = os.sched_getaffinity(0)
     waits = 0
-    pin = ContentionPin(lambda: waits, interval=0.01, idle_seconds=60)
+    pin = ContentionPin(lambda: waits, lambda: 0, interval=0.01, idle_seconds=60)
     pin.start()
     waits = 1
     assert _eventually(lambda: pin.pinned, 2)
     pin.close()
     assert not pin.pinned
+    assert all(cpus == everything for cpus in _thread_cpus())
+
+
+def test_stays_pinned_while_requests_are_still_waiting() -> None:
+    """No new waits, but 200 requests parked behind a long transaction: still contention."""
+    waits, waiting = 0, 0
+    pin = ContentionPin(lambda: waits, lambda: waiting, interval=0.01, idle_seconds=0.1)
+    pin.start()
+    try:
+        waits, waiting = 1, 200
+        assert _eventually(lambda: pin.pinned, 2)
+        time.sleep(0.4)
+        assert pin.pinned
+        waiting = 0
+        assert _eventually(lambda: not pin.pinned, 2)
+    finally:
+        pin.close()
+
+
+def test_a_cpu_the_system_refuses_leaves_every_thread_as_it_was() -> None:
+    everything = os.sched_getaffinity(0)
+    waits = 0
+    pin = ContentionPin(lambda: waits, lambda: 0, interval=0.01)
+    pin._one = {4095}  # not a CPU of this machine: sched_setaffinity says EINVAL
+    pin.start()
+    waits = 1
+    pin._thread.join(2)
+    assert not pin._thread.is_alive(), "gives up for good, quietly"
+    assert not pin.pinned
+    pin.close()
     assert all(cpus == everything for cpus in _thread_cpus())

@@ -851,6 +851,39 @@ def test_a_connection_opening_while_the_last_wal_connection_closes_gets_shared(m
     b.end()
 
 
+def test_exclusive_without_pending_sees_a_newcomer_halfway_to_shared(mgr: LockManager) -> None:
+    """SQLite 3.42 and later take EXCLUSIVE straight from SHARED without the PENDING byte (the
+    last WAL connection's checkpoint on close). A newcomer holding PENDING on its way to SHARED
+    is a connection too: the closer is not the last, and the newcomer must get SHARED."""
+    a, b = clients(mgr, 2)
+    a.wal_open()
+    assert b.dbf(R, PENDING) == 0
+    t0 = time.monotonic()
+    assert a.dbf(W, SHARED) == errno.EAGAIN  # not the last connection: no checkpoint
+    assert time.monotonic() - t0 < 1.0
+    assert b.dbf(R, SHARED) == 0
+    assert b.dbf(U, PENDING) == 0
+    assert a.dbf(W, SHARED) == errno.EAGAIN
+    a.wal_close()
+    b.wal_close()
+
+
+def test_policy_off_keeps_pending_and_shared_independent() -> None:
+    """The look-ahead between PENDING and the SHARED range is the serial policy's: off is POSIX."""
+    mgr = make_manager(policy=Policy.OFF)
+    a, b = clients(mgr, 2)
+    assert a.dbf(R, PENDING) == 0
+    assert a.dbf(R, SHARED) == 0
+    assert a.dbf(U, PENDING) == 0
+    assert a.dbf(W, SHARED) == 0  # EXCLUSIVE straight from SHARED
+    assert b.dbf(R, PENDING) == 0  # as the kernel would: nothing holds the byte
+    assert b.dbf(R, SHARED) == errno.EAGAIN
+    assert b.dbf(U, WHOLE) == 0
+    assert b.dbf(R, PENDING) == 0
+    assert a.dbf(W, SHARED) == 0  # a already holds it; b's PENDING is no conflict under POSIX
+    mgr.shutdown()
+
+
 def test_wal_close_checkpoint_attempt_fails_at_once(mgr: LockManager) -> None:
     a, b = clients(mgr, 2)
     a.wal_open()

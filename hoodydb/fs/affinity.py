@@ -11,7 +11,7 @@ docs/PERFORMANCE.md has the measurements.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
 import os
 import threading
@@ -20,26 +20,41 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
+PASSES = 5  # libfuse starts workers on demand: look again for threads started meanwhile
 
-def _set_all_threads(cpus: set[int]) -> None:
-    # sched_setaffinity acts on one thread; libfuse's workers are threads of this process.
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(ProcessLookupError):  # the thread exited meanwhile
-            os.sched_setaffinity(int(tid), cpus)
+
+def _set_all_threads(cpus: set[int]) -> bool:
+    """Give every thread of this process the CPU set `cpus`; False if the system refused it."""
+    done: set[str] = set()
+    for _ in range(PASSES):
+        todo = set(os.listdir("/proc/self/task")) - done
+        if not todo:
+            return True
+        for tid in todo:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:  # ESRCH: the thread exited meanwhile
+                    log.warning("cannot set CPU affinity %s: %s", sorted(cpus), exc)
+                    return False
+        done |= todo
+    return True
 
 
 class ContentionPin:
-    """Polls `waits` (a count of lock requests that had to wait) and pins or unpins the process."""
+    """Polls the lock manager and pins or unpins every thread of the process."""
 
     def __init__(
         self,
         waits: Callable[[], int],
+        waiting: Callable[[], int],
         *,
         interval: float = 0.05,
         idle_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._waits = waits
+        self._waits = waits  # requests that have had to wait, ever
+        self._waiting = waiting  # requests waiting now
         self._interval = interval
         self._idle_seconds = idle_seconds
         self._clock = clock
@@ -59,21 +74,27 @@ class ContentionPin:
         if self._thread.is_alive():
             self._thread.join()
         if self.pinned:
-            _set_all_threads(self._all)
-            self.pinned = False
+            self._unpin()
+
+    def _unpin(self) -> None:
+        # The CPUs of the start may be gone (a cpuset changed): then every CPU the system allows.
+        if not _set_all_threads(self._all):
+            _set_all_threads(set(range(os.cpu_count() or 1)))
+        self.pinned = False
 
     def _run(self) -> None:
         seen = self._waits()
         last_wait = float("-inf")
         while not self._stop.wait(self._interval):
             now, waits = self._clock(), self._waits()
-            if waits != seen:
+            if waits != seen or self._waiting():
                 seen, last_wait = waits, now
                 if not self.pinned:
-                    _set_all_threads(self._one)
-                    self.pinned = True
+                    self.pinned = True  # before: a partial pass must still be undone
+                    if not _set_all_threads(self._one):
+                        self._unpin()
+                        return  # refused once, refused again: run unpinned
                     log.debug("clients queue: daemon pinned to CPU %s", self._one)
             elif self.pinned and now - last_wait > self._idle_seconds:
-                _set_all_threads(self._all)
-                self.pinned = False
+                self._unpin()
                 log.debug("queue idle: daemon free to use CPUs %s", self._all)

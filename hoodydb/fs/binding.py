@@ -8,8 +8,8 @@ passes the handle through and hands the lock owner to `Operations.lock`. Its get
 goes through a dict and costs twice as much, on one of the commonest requests. Reads and writes
 go between the file and libfuse's buffer without a bytes object in between: mfusepy's copies
 (8 KiB and more, from libfuse's threads) fragmented the C heap until the daemon grew by about
-1.7 MB per thousand contended transactions. Open and create tell the kernel, file by file, whether
-its cached pages are still current (`Passthrough.keeps_cache`). It is the only module that touches
+1.7 MB per thousand contended transactions. Open and create tell the kernel, file by file, what to do
+with its cached pages (`Passthrough.cache_mode`, cache.py). It is the only module that touches
 ctypes.
 """
 
@@ -107,14 +107,19 @@ class FUSE(mfusepy.FUSE):
     def open(self, path: bytes, fip: Any) -> int:
         fi = fip.contents
         fi.fh = self.operations.open(self._path(path), fi.flags)
-        fi.keep_cache = self.operations.keeps_cache(fi.fh)
+        self._set_cache_mode(fi)
         return 0
 
     def create(self, path: bytes, mode: int, fip: Any) -> int:
         fi = fip.contents
         fi.fh = self.operations.create(self._path(path), mode, fi.flags)
-        fi.keep_cache = self.operations.keeps_cache(fi.fh)
+        self._set_cache_mode(fi)
         return 0
+
+    def _set_cache_mode(self, fi: Any) -> None:
+        mode = self.operations.cache_mode(fi.fh)
+        fi.keep_cache = mode.keep
+        fi.direct_io = mode.direct
 
     def read(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:
         view = memoryview((ctypes.c_char * size).from_address(ctypes.addressof(buf.contents)))

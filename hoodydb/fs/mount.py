@@ -104,7 +104,7 @@ def run(opts: MountOptions) -> None:
 
     control = ControlServer(opts.control_socket or socket_path(opts.mountpoint), report)
     control.start()
-    pin = ContentionPin(lambda: manager.waits) if opts.pin_under_contention else None
+    pin = ContentionPin(lambda: manager.waits, lambda: manager.waiting) if opts.pin_under_contention else None
     if pin is not None:
         pin.start()
     try:

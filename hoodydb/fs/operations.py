@@ -9,6 +9,7 @@ An OSError raised here reaches the client as its errno: mfusepy's wrapper does t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -21,20 +22,13 @@ from typing import Any
 import mfusepy
 
 from hoodydb.fs import binding
+from hoodydb.fs.cache import CacheFreshness, CacheMode
 from hoodydb.locks.manager import LockManager
 from hoodydb.locks.types import EOF_OFFSET, FileKey, FileRole, LockKind, LockRequest
 
 _KINDS = {binding.F_RDLCK: LockKind.READ, binding.F_WRLCK: LockKind.WRITE, binding.F_UNLCK: LockKind.UNLOCK}
 _FLOCK_TYPES = {LockKind.READ: binding.F_RDLCK, LockKind.WRITE: binding.F_WRLCK}
 FUSE_CAP_AUTO_INVAL_DATA = 1 << 12
-CLOSED_FILES_REMEMBERED = 4096
-
-FileVersion = tuple[int, int, int]
-"""(size, mtime, ctime) of a backing file: any change to the file, from anywhere, changes it."""
-
-
-def _version(st: os.stat_result) -> FileVersion:
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +40,7 @@ class Handle:
     role: FileRole
     db: FileKey | None
     readonly: bool
-    keep_cache: bool  # the kernel's cached pages of the file are current: keep them
+    cache: CacheMode  # what the kernel may do with its cached pages of the file, from this open
 
 
 def classify(path: str) -> FileRole:
@@ -84,10 +78,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         self.kernel_cache = kernel_cache
         self.handles: dict[int, Handle] = {}
         self.open_count: dict[FileKey, int] = {}
-        # How each file looked when its last handle closed: if it looks the same at the next
-        # open, nothing outside the mount changed it and the kernel's pages of it are current.
-        self.closed_as: dict[FileKey, FileVersion] = {}
-        self._handles_mu = threading.Lock()  # guards handles, open_count and closed_as
+        self.freshness = CacheFreshness(enabled=kernel_cache)
+        self._handles_mu = threading.Lock()  # guards handles, open_count and freshness
         self._as_root = os.geteuid() == 0
 
     def _real(self, path: str) -> str:
@@ -110,13 +102,9 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         config.entry_timeout = self.attr_timeout
         # Safe because every create goes through this mount, which invalidates the entry.
         config.negative_timeout = self.attr_timeout
-        # Each open decides whether the kernel keeps the file's cached pages (_open).
+        # Each open decides what the kernel does with the file's cached pages (cache.py).
         config.kernel_cache = 0
         if self.kernel_cache:
-            # The kernel drops a file's whole page cache whenever it sees a new mtime, and it
-            # sees one after each of its own writes: every commit would cost every reader
-            # (and every mapping of the -shm) its cache. Changes from outside the mount are
-            # caught at open instead.
             conn.want &= ~FUSE_CAP_AUTO_INVAL_DATA
 
     def destroy(self, path: str) -> None:
@@ -255,7 +243,11 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         if self._as_root:
             uid, gid, _ = binding.request_context()
             if uid or gid:
-                os.fchown(fd, uid, gid)
+                try:
+                    os.fchown(fd, uid, gid)
+                except OSError:
+                    self.release(path, fd)  # the kernel never saw this handle: no RELEASE comes
+                    raise
         return fd
 
     def _open(self, path: str, flags: int, mode: int = 0o666) -> int:
@@ -277,18 +269,15 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 role = FileRole.OTHER
         with self._handles_mu:
             already_open = self.open_count.get(key, 0)
-            # While the file is open through the mount every change to it goes through the
-            # kernel's cache too; between opens it may have been changed behind the mount.
-            last_seen = self.closed_as.pop(key, None)
-            keep_cache = self.kernel_cache and (already_open > 0 or last_seen == _version(st))
-            self.handles[fd] = Handle(fd, key, role, db, readonly, keep_cache)
+            cache = self.freshness.opened(key, st, already_open=already_open, mapped=role is FileRole.SHM)
+            self.handles[fd] = Handle(fd, key, role, db, readonly, cache)
             self.open_count[key] = already_open + 1
         return fd
 
-    def keeps_cache(self, fh: int) -> bool:
-        """Whether the kernel may keep its cached pages of the file just opened as `fh`."""
+    def cache_mode(self, fh: int) -> CacheMode:
+        """What the kernel may do with its cached pages of the file just opened as `fh`."""
         handle = self.handles.get(fh)
-        return handle is not None and handle.keep_cache
+        return handle.cache if handle is not None else CacheMode(keep=False)
 
     def read(self, path: str | None, buffer: memoryview, offset: int, fh: int) -> int:
         """Fill libfuse's own buffer (binding.py), instead of mfusepy's returning bytes."""
@@ -312,6 +301,12 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
 
     def flush(self, path: str | None, fh: int) -> int:
         # Nothing buffered here; libfuse follows every FLUSH with an unlock of the owner's locks.
+        # The client's close() waits for FLUSH, not for RELEASE: note how the file looks now.
+        if self.kernel_cache:
+            with contextlib.suppress(OSError):
+                st = os.fstat(fh)
+                with self._handles_mu:
+                    self.freshness.flushed(fh, st)
         return 0
 
     def release(self, path: str | None, fh: int) -> int:
@@ -325,17 +320,21 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             left = self.open_count[handle.file] - 1
             if left:
                 self.open_count[handle.file] = left
+            else:
+                del self.open_count[handle.file]
+            try:
+                st: os.stat_result | None = os.fstat(fh)
+            except OSError:
+                st = None
+            finally:
                 os.close(fh)
-                return 0
-            del self.open_count[handle.file]
-            self.closed_as[handle.file] = _version(os.fstat(fh))
-            if len(self.closed_as) > CLOSED_FILES_REMEMBERED:
-                del self.closed_as[next(iter(self.closed_as))]
-            os.close(fh)
-            # Nobody has the file open any more, so nobody can hold a lock on it: drop any that
-            # a lost FLUSH left behind rather than let them block the next client. (Under the
-            # handle lock, so that an open racing with this release is not forgotten.)
-            self.manager.release_file(handle.file)
+            self.freshness.released(fh, handle.file, st, last=not left)
+            if not left:
+                # Nobody has the file open any more, so nobody can hold a lock on it: drop any
+                # that a lost FLUSH left behind rather than let them block the next client.
+                # (Under the handle lock, so that an open racing with this release is not
+                # forgotten.)
+                self.manager.release_file(handle.file)
         return 0
 
     # -- locks -------------------------------------------------------------------------------------

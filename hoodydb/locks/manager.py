@@ -112,6 +112,11 @@ class LockManager:
         self._retired: dict[str, tuple[str, GateCounters]] = {}  # name -> (mode, counters)
         self._closing = False
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting now, for a turn or for a lock."""
+        return self._n_waiters
+
     # -- the adapter's entry points ------------------------------------------------------------
 
     def setlk(self, req: LockRequest, abort: AbortCheck = _never) -> int:
@@ -391,17 +396,7 @@ class LockManager:
         deadline: float | None,
         abort: AbortCheck,
     ) -> int:
-        spans = [(req.start, req.end)]
-        if (
-            f.role is FileRole.DATABASE
-            and req.kind is LockKind.READ
-            and self.layout.is_pending_byte(req.start, req.end)
-            and not f.table.holds(req.owner)
-        ):
-            # SQLite's SHARED: the PENDING byte, then the SHARED range. Holding PENDING, the
-            # client may no longer wait, so it gets PENDING only once the range is free too: a
-            # connection closing from EXCLUSIVE lets go of PENDING before the range.
-            spans.append((self.layout.shared_first, self.layout.shared_first + SHARED_SIZE))
+        spans = self._spans(f, db, req)
         table, owner, kind = f.table, req.owner, req.kind
         if not any(table.conflicts(owner, start, end, kind) for start, end in spans):
             self._grant(f, db, req)
@@ -424,6 +419,32 @@ class LockManager:
             return err if req.wait else errno.EAGAIN
         self._grant(f, db, req)
         return 0
+
+    def _spans(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> list[tuple[int, int]]:
+        """The ranges `req` must find free: its own, plus one where SQLite's protocol needs it.
+
+        SQLite takes SHARED as the PENDING byte, then the SHARED range. Holding PENDING, a
+        client may no longer wait, so it gets PENDING only once the range is free as well.
+        Conversely an EXCLUSIVE taken without PENDING (SQLite 3.42 and later, going straight
+        from SHARED: the last WAL connection's checkpoint on close) must see a newcomer halfway
+        through that sequence as the connection it is. Older SQLite lets go of PENDING before
+        the range when it unlocks; newer never takes it: either way a newcomer could end up
+        holding PENDING with the range write-locked, and be refused SHARED at once.
+        """
+        spans = [(req.start, req.end)]
+        if f.role is not FileRole.DATABASE or db is None or not db.sqlite or self.policy is not Policy.SERIAL:
+            return spans  # plain POSIX
+        pending = (self.layout.pending, self.layout.pending + 1)
+        shared = (self.layout.shared_first, self.layout.shared_first + SHARED_SIZE)
+        if req.kind is LockKind.READ and spans[0] == pending and not f.table.holds(req.owner):
+            spans.append(shared)
+        elif (
+            req.kind is LockKind.WRITE
+            and spans[0] == shared
+            and not f.table.holds(req.owner, *pending, LockKind.WRITE)
+        ):
+            spans.append(pending)
+        return spans
 
     def _may_wait(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> bool:
         if req.wait:
