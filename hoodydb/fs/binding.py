@@ -8,9 +8,9 @@ passes the handle through and hands the lock owner to `Operations.lock`. Its get
 goes through a dict and costs twice as much, on one of the commonest requests. Reads and writes
 go between the file and libfuse's buffer without a bytes object in between: mfusepy's copies
 (8 KiB and more, from libfuse's threads) fragmented the C heap until the daemon grew by about
-1.7 MB per thousand contended transactions. Open and create tell the kernel, file by file, what to do
-with its cached pages (`Passthrough.cache_mode`, cache.py). It is the only module that touches
-ctypes.
+1.7 MB per thousand contended transactions. Open and create tell the kernel, file by file, what
+to do with its cached pages (`Passthrough.cache_mode`, cache.py). It is the only module that
+touches ctypes.
 """
 
 from __future__ import annotations

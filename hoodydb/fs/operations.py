@@ -322,11 +322,11 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 self.open_count[handle.file] = left
             else:
                 del self.open_count[handle.file]
-            try:
-                st: os.stat_result | None = os.fstat(fh)
-            except OSError:
-                st = None
-            finally:
+            st: os.stat_result | None = None
+            if not left and self.kernel_cache:
+                with contextlib.suppress(OSError):
+                    st = os.fstat(fh)
+            with contextlib.suppress(OSError):  # the kernel ignores RELEASE's answer anyway
                 os.close(fh)
             self.freshness.released(fh, handle.file, st, last=not left)
             if not left:
