@@ -6,6 +6,7 @@ A kill must never cost a committed row, never corrupt, and never leave the queue
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -116,6 +117,7 @@ def test_killed_holder_hands_over_within_a_second(mounted: Mounted, wal: bool) -
     wait_until(lambda: any(d["waiting"] for d in locks_report(mounted)["databases"]))
     report = next(d for d in locks_report(mounted)["databases"] if d["waiting"])
     assert report["admitted"]["pid"] == holder.pid
+    wait_until(lambda: locks_report(mounted)["pinned_to_cpu"] == max(os.sched_getaffinity(0)))
     assert report["waiting"][0]["pid"] == waiter.pid
     killed_at = time.monotonic()
     kill(holder)

@@ -126,7 +126,9 @@ def locks(mountpoint: str | None, as_json: bool) -> None:
 
 
 def _format(report: dict) -> str:  # type: ignore[type-arg]
-    lines = [f"{report['mountpoint']}  (daemon pid {report['pid']}, policy {report['policy']})"]
+    pinned = report.get("pinned_to_cpu")
+    where = "" if pinned is None else f", on CPU {pinned} while clients queue"
+    lines = [f"{report['mountpoint']}  (daemon pid {report['pid']}, policy {report['policy']}{where})"]
     for db in report["databases"]:
         c = db["counters"]
         lines.append(

@@ -60,7 +60,8 @@ class ContentionPin:
         self._clock = clock
         self._all = os.sched_getaffinity(0)
         # The last CPU: the first one usually takes more of the machine's interrupts.
-        self._one = {max(self._all)}
+        self.cpu = max(self._all)
+        self._one = {self.cpu}
         self.pinned = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hoodydb-cpu-pin", daemon=True)

@@ -87,6 +87,8 @@ def run(opts: MountOptions) -> None:
         str(opts.backing), manager, attr_timeout=opts.attr_timeout, kernel_cache=opts.kernel_cache
     )
 
+    pin = ContentionPin(lambda: manager.waits, lambda: manager.waiting) if opts.pin_under_contention else None
+
     def report() -> dict[str, Any]:
         databases = manager.snapshot()
         for db in databases:
@@ -99,12 +101,12 @@ def run(opts: MountOptions) -> None:
             "pid": os.getpid(),
             "policy": opts.policy.value,
             "lock_timeout": opts.lock_timeout,
+            "pinned_to_cpu": pin.cpu if pin is not None and pin.pinned else None,
             "databases": databases,
         }
 
     control = ControlServer(opts.control_socket or socket_path(opts.mountpoint), report)
     control.start()
-    pin = ContentionPin(lambda: manager.waits, lambda: manager.waiting) if opts.pin_under_contention else None
     if pin is not None:
         pin.start()
     try:
