@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hoodydb.fs import binding
-from hoodydb.fs.cache import CacheFreshness
+from hoodydb.fs.cache import CacheFreshness, CacheMode
 from hoodydb.fs.operations import Passthrough
 from hoodydb.locks.manager import LockManager
 
@@ -84,6 +84,60 @@ def test_timestamps_too_recent_to_trust_drop_the_cache(ops: Passthrough, tmp_pat
     ops.freshness.clock = lambda: ctime + LATER
     _reopen(ops)
     assert _reopen(ops)
+
+
+def _stat(ctime_ns: int, size: int = 100) -> os.stat_result:
+    return os.stat_result(
+        (0o100644, 1, 1, 1, 0, 0, size, 0, 0, 0), {"st_mtime_ns": ctime_ns, "st_ctime_ns": ctime_ns}
+    )
+
+
+def test_timestamps_in_whole_seconds_are_trusted_only_seconds_later() -> None:
+    """vfat, some NFS servers: a restore in the same second as our last write looks identical."""
+    now = 1_000 * 10**9
+    freshness = CacheFreshness(clock=lambda: now)
+    for age, trusted in [(10**8, False), (2 * 10**9, False), (4 * 10**9, True)]:
+        st = _stat(now - age if trusted else (now - age) // 10**9 * 10**9)
+        freshness.flushed(7, st)
+        freshness.released(7, (1, 1), CacheMode(keep=True), st, last=True)
+        assert freshness.opened((1, 1), st, already_open=0, mapped=False).keep is trusted, age
+    fine = _stat(now - 10**8 + 1)  # not whole seconds: a few ticks are enough
+    freshness.flushed(7, fine)
+    freshness.released(7, (1, 1), CacheMode(keep=True), fine, last=True)
+    assert freshness.opened((1, 1), fine, already_open=0, mapped=False).keep
+
+
+def test_without_page_cache_while_any_open_handle_has_none(ops: Passthrough, tmp_path: Path) -> None:
+    """The snapshot link goes away while a connection through it is open: that connection's
+    direct writes would not drop a new handle's pages on every kernel."""
+    os.link(tmp_path / "x.db", tmp_path / "snap.db")
+    held = ops.open("/snap.db", os.O_RDWR)
+    assert ops.cache_mode(held).direct
+    os.unlink(tmp_path / "snap.db")
+    fh = ops.open("/x.db", os.O_RDWR)
+    assert ops.cache_mode(fh).direct, "a handle without page cache is still open"
+    _close(ops, fh)
+    _close(ops, held)
+    fh = ops.open("/x.db", os.O_RDWR)
+    assert not ops.cache_mode(fh).direct
+    _close(ops, fh)
+
+
+def test_a_shm_open_under_two_names_at_once_is_refused(ops: Passthrough, tmp_path: Path) -> None:
+    """A -shm must be mapped, so it cannot go without the page cache; two names would be two
+    kernel inodes, two page caches, two WAL indexes."""
+    (tmp_path / "x.db-shm").write_bytes(b"\0" * 32768)
+    os.link(tmp_path / "x.db-shm", tmp_path / "copy.db-shm")
+    first = ops.open("/x.db-shm", os.O_RDWR)
+    again = ops.open("/x.db-shm", os.O_RDWR)  # the same name: one inode, fine
+    with pytest.raises(OSError) as refused:
+        ops.open("/copy.db-shm", os.O_RDWR)
+    assert refused.value.errno == errno.EBUSY
+    assert ops.open_count[(os.fstat(first).st_dev, os.fstat(first).st_ino)] == 2
+    _close(ops, again)
+    _close(ops, first)
+    fh = ops.open("/copy.db-shm", os.O_RDWR)  # nobody has the other name open now
+    _close(ops, fh)
 
 
 def test_restored_times_do_not_hide_a_change(ops: Passthrough, tmp_path: Path) -> None:
@@ -168,7 +222,7 @@ def test_memory_of_closed_files_is_bounded() -> None:
     st = os.stat(__file__)
     for key in range(5):
         freshness.flushed(key, st)
-        freshness.released(key, (0, key), st, last=True)
+        freshness.released(key, (0, key), CacheMode(keep=True), st, last=True)
     assert list(freshness.closed_as) == [(0, 2), (0, 3), (0, 4)]
     assert not freshness.opened((0, 0), st, already_open=0, mapped=False).keep, "forgotten: taken as changed"
     assert freshness.opened((0, 4), st, already_open=0, mapped=False).keep

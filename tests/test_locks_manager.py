@@ -851,6 +851,23 @@ def test_a_connection_opening_while_the_last_wal_connection_closes_gets_shared(m
     b.end()
 
 
+def test_waiting_counts_the_queues_at_the_gates_only(mgr: LockManager) -> None:
+    a, b, c = clients(mgr, 3)
+    assert a.begin() == 0
+    queued = Bg(b.begin)
+    wait_until(lambda: mgr.waiting == 1)
+    assert c.lock(PLAIN, FileRole.OTHER, W, (0, 1), db=None) == 0
+    blocked = Bg(lambda: a.lock(PLAIN, FileRole.OTHER, W, (0, 1), db=None, wait=True))  # F_SETLKW
+    assert blocked.blocked()
+    assert mgr.waiting == 1, "a blocking lock on another file is no queue for a database"
+    assert c.lock(PLAIN, FileRole.OTHER, U, (0, 1), db=None) == 0
+    assert blocked.get() == 0
+    a.end()
+    assert queued.get() == 0
+    assert mgr.waiting == 0
+    b.end()
+
+
 def test_exclusive_without_pending_sees_a_newcomer_halfway_to_shared(mgr: LockManager) -> None:
     """SQLite 3.42 and later take EXCLUSIVE straight from SHARED without the PENDING byte (the
     last WAL connection's checkpoint on close). A newcomer holding PENDING on its way to SHARED

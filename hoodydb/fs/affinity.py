@@ -11,7 +11,7 @@ docs/PERFORMANCE.md has the measurements.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import logging
 import os
 import threading
@@ -26,18 +26,18 @@ PASSES = 5  # libfuse starts workers on demand: look again for threads started m
 def _set_all_threads(cpus: set[int]) -> bool:
     """Give every thread of this process the CPU set `cpus`; False if the system refused it."""
     done: set[str] = set()
-    for _ in range(PASSES):
-        todo = set(os.listdir("/proc/self/task")) - done
-        if not todo:
-            return True
-        for tid in todo:
-            try:
-                os.sched_setaffinity(int(tid), cpus)
-            except OSError as exc:
-                if exc.errno != errno.ESRCH:  # ESRCH: the thread exited meanwhile
-                    log.warning("cannot set CPU affinity %s: %s", sorted(cpus), exc)
-                    return False
-        done |= todo
+    try:
+        for _ in range(PASSES):
+            todo = set(os.listdir("/proc/self/task")) - done
+            if not todo:
+                return True
+            for tid in todo:
+                with contextlib.suppress(ProcessLookupError):  # the thread exited meanwhile
+                    os.sched_setaffinity(int(tid), cpus)
+            done |= todo
+    except OSError as exc:
+        log.warning("cannot set CPU affinity %s: %s", sorted(cpus), exc)
+        return False
     return True
 
 
@@ -54,7 +54,7 @@ class ContentionPin:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._waits = waits  # requests that have had to wait, ever
-        self._waiting = waiting  # requests waiting now
+        self._waiting = waiting  # transaction starts queued for a turn now
         self._interval = interval
         self._idle_seconds = idle_seconds
         self._clock = clock

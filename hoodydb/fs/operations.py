@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 import threading
@@ -25,6 +26,8 @@ from hoodydb.fs import binding
 from hoodydb.fs.cache import CacheFreshness, CacheMode
 from hoodydb.locks.manager import LockManager
 from hoodydb.locks.types import EOF_OFFSET, FileKey, FileRole, LockKind, LockRequest
+
+log = logging.getLogger(__name__)
 
 _KINDS = {binding.F_RDLCK: LockKind.READ, binding.F_WRLCK: LockKind.WRITE, binding.F_UNLCK: LockKind.UNLOCK}
 _FLOCK_TYPES = {LockKind.READ: binding.F_RDLCK, LockKind.WRITE: binding.F_WRLCK}
@@ -41,6 +44,7 @@ class Handle:
     db: FileKey | None
     readonly: bool
     cache: CacheMode  # what the kernel may do with its cached pages of the file, from this open
+    path: str  # the name it was opened by
 
 
 def classify(path: str) -> FileRole:
@@ -268,11 +272,20 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             except OSError:
                 role = FileRole.OTHER
         with self._handles_mu:
+            mapped = classify(path) is FileRole.SHM  # SQLite maps a -shm, whatever its database
+            if mapped and st.st_nlink > 1 and self._open_by_another_name(key, path):
+                # Each name has its own kernel inode, so its own mapped pages: two WAL indexes.
+                os.close(fd)
+                log.warning("refused %s: the same -shm is open under another name (hard link)", path)
+                raise OSError(errno.EBUSY, "the -shm is open under another name")
             already_open = self.open_count.get(key, 0)
-            cache = self.freshness.opened(key, st, already_open=already_open, mapped=role is FileRole.SHM)
-            self.handles[fd] = Handle(fd, key, role, db, readonly, cache)
+            cache = self.freshness.opened(key, st, already_open=already_open, mapped=mapped)
+            self.handles[fd] = Handle(fd, key, role, db, readonly, cache, path)
             self.open_count[key] = already_open + 1
         return fd
+
+    def _open_by_another_name(self, key: FileKey, path: str) -> bool:
+        return any(h.file == key and h.path != path for h in self.handles.values())
 
     def cache_mode(self, fh: int) -> CacheMode:
         """What the kernel may do with its cached pages of the file just opened as `fh`."""
@@ -328,7 +341,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                     st = os.fstat(fh)
             with contextlib.suppress(OSError):  # the kernel ignores RELEASE's answer anyway
                 os.close(fh)
-            self.freshness.released(fh, handle.file, st, last=not left)
+            self.freshness.released(fh, handle.file, handle.cache, st, last=not left)
             if not left:
                 # Nobody has the file open any more, so nobody can hold a lock on it: drop any
                 # that a lost FLUSH left behind rather than let them block the next client.

@@ -114,8 +114,10 @@ class LockManager:
 
     @property
     def waiting(self) -> int:
-        """Requests waiting now, for a turn or for a lock."""
-        return self._n_waiters
+        """Transaction starts queued for a turn now, over every database (F_SETLKW waiters on
+        other files are not contention for a database)."""
+        with self._mu:
+            return sum(len(db.gate.queue) for db in self._dbs.values())
 
     # -- the adapter's entry points ------------------------------------------------------------
 
