@@ -19,6 +19,15 @@ from tests.conftest import Mounted, MountFactory
 pytestmark = pytest.mark.fuse
 
 UNSHARE = ["unshare", "--mount", "--pid", "--fork", "--mount-proc"]
+
+
+def run_together(commands: list[list[str]], timeout: float = 120) -> None:
+    """Start every client at once and wait for all of them: each must exit 0."""
+    procs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for command in commands]
+    errors = [p.communicate(timeout=timeout)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), errors
+
+
 NAMESPACED_WRITER = """
 import os, sqlite3, sys
 assert os.getpid() == 1, "not in a PID namespace of its own"
@@ -43,16 +52,12 @@ def test_writers_in_separate_mount_and_pid_namespaces(mounted: Mounted, wal: boo
     conn.commit()
     conn.close()
     per_writer, writers = 15, 6
-    procs = [
-        subprocess.Popen(
-            [*UNSHARE, sys.executable, "-c", NAMESPACED_WRITER, db, f"c{i}", str(per_writer)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(writers)
-    ]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * writers, errors
+    run_together(
+        [
+            [*UNSHARE, sys.executable, "-c", NAMESPACED_WRITER, db, f"c{i}", str(per_writer)]
+            for i in range(writers)
+        ]
+    )
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     seen = [r[0] for r in conn.execute("SELECT seen FROM t ORDER BY id")]
@@ -444,16 +449,9 @@ def test_writes_inside_an_open_read_statement_from_many_processes(mounted: Mount
     conn.commit()
     conn.close()
     writers, rounds = 8, 4
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITE_WHILE_ITERATING, db, f"w{i}", str(rounds)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(writers)
-    ]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * writers, errors
+    run_together(
+        [[sys.executable, "-c", WRITE_WHILE_ITERATING, db, f"w{i}", str(rounds)] for i in range(writers)]
+    )
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     per_writer = dict(conn.execute("SELECT who, count(*) FROM dst GROUP BY who").fetchall())
@@ -492,21 +490,10 @@ def test_vacuum_checkpoint_and_backup_run_beside_writers(mounted: Mounted, tmp_p
     conn.close()
     writers, per_writer = 4, 60
     copy = tmp_path / "copy.db"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", PADDED_WRITER, db, f"w{i}", str(per_writer)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(writers)
-    ]
-    procs.append(
-        subprocess.Popen(
-            [sys.executable, "-c", MAINTENANCE, db, str(copy), "4"], stderr=subprocess.PIPE, text=True
-        )
+    run_together(
+        [[sys.executable, "-c", PADDED_WRITER, db, f"w{i}", str(per_writer)] for i in range(writers)]
+        + [[sys.executable, "-c", MAINTENANCE, db, str(copy), "4"]]
     )
-    errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * len(procs), errors
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (writers * per_writer,)
