@@ -1093,3 +1093,85 @@ def test_setlkw_interrupted_while_queued_at_the_gate_answers_eintr() -> None:
     stop.set()
     waiter.join(SOON)
     assert answers == [errno.EINTR]
+
+
+# -- EXCLUSIVE straight from SHARED (SQLite 3.42 and later) ----------------------------------------
+
+
+def test_exclusive_from_shared_is_not_starved_by_a_stream_of_readers() -> None:
+    """Rolling back a hot journal, SQLite 3.42+ goes from SHARED to EXCLUSIVE without PENDING, so
+    nothing of its own keeps new readers out. Readers that keep overlapping would hold the
+    SHARED range for ever: while the admitted owner waits, newcomers wait behind it."""
+    mgr = make_manager(lock_timeout=5.0)
+    a = Client(mgr, 1)
+    r1, r2 = Client(mgr, 8, readonly=True), Client(mgr, 9, readonly=True)
+    assert a.begin() == 0  # admitted, SHARED: finds the hot journal
+    assert r1.begin() == 0
+    exclusive = Bg(lambda: a.dbf(W, SHARED))
+    assert exclusive.blocked()
+    newcomer = Bg(r2.begin)
+    assert newcomer.blocked()  # would overlap r1 and keep the range held
+    r1.end()
+    assert exclusive.get() == 0
+    assert newcomer.blocked()  # a holds EXCLUSIVE now
+    a.end()
+    assert newcomer.get() == 0
+    r2.end()
+    mgr.shutdown()
+
+
+def test_readers_wait_behind_an_exclusive_only_for_a_bounded_time() -> None:
+    """An EXCLUSIVE that cannot come soon (a reader that stays) holds newcomers back only for
+    `exclusive_priority_seconds`, once per turn, and never past the owner giving up."""
+    mgr = make_manager(lock_timeout=5.0, exclusive_priority_seconds=0.3)
+    a = Client(mgr, 1)
+    r1, r2, r3 = (Client(mgr, owner, readonly=True) for owner in (7, 8, 9))
+    assert a.begin() == 0
+    assert r1.begin() == 0  # stays
+    exclusive = Bg(lambda: a.dbf(W, SHARED))
+    assert exclusive.blocked()
+    newcomer = Bg(r2.begin)
+    assert newcomer.get(timeout=SOON) == 0
+    assert 0.2 < newcomer.elapsed < 1.5
+    assert r3.begin() == 0  # the priority is spent for this turn
+    assert exclusive.blocked()
+    for r in (r1, r2, r3):
+        r.end()
+    assert exclusive.get() == 0
+    a.end()
+    mgr.shutdown()
+
+
+def test_readers_go_on_at_once_when_the_exclusive_waiter_gives_up() -> None:
+    mgr = make_manager(lock_timeout=0.4, exclusive_priority_seconds=3.0)
+    a = Client(mgr, 1)
+    r1, r2 = Client(mgr, 8, readonly=True), Client(mgr, 9, readonly=True)
+    assert a.begin() == 0
+    assert r1.begin() == 0
+    exclusive = Bg(lambda: a.dbf(W, SHARED))
+    assert exclusive.blocked()
+    newcomer = Bg(r2.begin)
+    assert exclusive.get() == errno.EAGAIN  # the lock timeout, well before the priority's end
+    assert newcomer.get(timeout=1.0) == 0
+    assert newcomer.elapsed < 1.0
+    for c in (r1, r2, a):
+        c.end()
+    mgr.shutdown()
+
+
+def test_a_reader_already_inside_is_not_held_back(mgr: LockManager) -> None:
+    """Only the first step to SHARED waits: a reader that holds SHARED and asks again (or
+    upgrades its PENDING) is no newcomer, and holding it would wait on itself."""
+    a = Client(mgr, 1)
+    r = Client(mgr, 9, readonly=True)
+    assert a.begin() == 0
+    assert r.dbf(R, PENDING) == 0
+    exclusive = Bg(lambda: a.dbf(W, SHARED))
+    assert exclusive.blocked()
+    t0 = time.monotonic()
+    assert r.dbf(R, SHARED) == 0
+    assert r.dbf(U, PENDING) == 0
+    assert time.monotonic() - t0 < 1.0
+    r.end()
+    assert exclusive.get() == 0
+    a.end()

@@ -38,6 +38,7 @@ class Admission:
     entered: bool = False  # WAL: has held a read slot or the WRITE lock during this admission
     wrote: bool = False  # has held a write lock of a write transaction (RESERVED and up, WAL WRITE)
     first_on_handle: bool = False  # started by a connection's first transaction: its schema read
+    priority_until: float | None = None  # newcomers wait behind its EXCLUSIVE until then (manager)
 
     @property
     def held(self) -> bool:

@@ -72,6 +72,13 @@ class _DatabaseState:
     wal_ready: bool = False  # WAL mode, and a transaction has run since the -shm was last (re)built
     readers: set[Owner] = field(default_factory=set)  # db-file locks only through read-only handles
     writers: set[Owner] = field(default_factory=set)
+    priority: _Priority | None = None  # see LockManager._claim_priority
+
+
+@dataclass(eq=False)
+class _Priority:
+    owner: Owner  # admitted, waiting for EXCLUSIVE straight from SHARED
+    until: float  # newcomers wait behind it until then at the latest
 
 
 @dataclass(eq=False)
@@ -89,6 +96,7 @@ class LockManager:
         layout: LockLayout | None = None,
         lock_timeout: float = 30.0,
         reservation_seconds: float = 2.0,
+        exclusive_priority_seconds: float = 1.0,
         schema_grace: float = 0.005,
         poll_interval: float = 0.1,
         max_waiters: int = 200,
@@ -98,6 +106,7 @@ class LockManager:
         self.layout = layout or LockLayout()
         self.lock_timeout = lock_timeout
         self.reservation_seconds = reservation_seconds
+        self.exclusive_priority_seconds = exclusive_priority_seconds
         self.schema_grace = schema_grace
         self.poll_interval = poll_interval
         self.max_waiters = max_waiters
@@ -400,7 +409,12 @@ class LockManager:
     ) -> int:
         spans = self._spans(f, db, req)
         table, owner, kind = f.table, req.owner, req.kind
-        if not any(table.conflicts(owner, start, end, kind) for start, end in spans):
+        yielding = True
+
+        def behind() -> Owner | None:
+            return self._yields_to(f, db, req) if yielding else None
+
+        if not any(table.conflicts(owner, start, end, kind) for start, end in spans) and behind() is None:
             self._grant(f, db, req)
             return 0
         if not self._may_wait(f, db, req) or (f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE):
@@ -409,18 +423,69 @@ class LockManager:
             return errno.EAGAIN
 
         def blockers() -> set[Owner]:
-            return {other for start, end in spans for other, _ in table.conflicts(owner, start, end, kind)}
+            found = {other for start, end in spans for other, _ in table.conflicts(owner, start, end, kind)}
+            first = behind()
+            if first is not None:
+                found.add(first)
+            return found
 
         waiter = _Waiter(req.owner, threading.Condition(self._mu), blockers)
+        first = behind()
+        if first is not None and self._closes_cycle(_Waiter(owner, waiter.cond, lambda: {first})):
+            yielding = False  # a courtesy, not worth a deadlock victim
+        priority = self._claim_priority(f, db, req, spans)
         f.waiters.add(waiter)
         try:
             err = self._wait(waiter, lambda: not blockers(), deadline, abort, db.gate if db else None)
         finally:
             f.waiters.discard(waiter)
+            if priority is not None and db is not None and db.priority is priority:
+                db.priority = None
+                for other in f.waiters:
+                    other.cond.notify()  # the newcomers held behind it go on
         if err:
             return err if req.wait else errno.EAGAIN
         self._grant(f, db, req)
         return 0
+
+    def _claim_priority(
+        self, f: _FileState, db: _DatabaseState | None, req: LockRequest, spans: list[tuple[int, int]]
+    ) -> _Priority | None:
+        """The admitted owner is about to wait for EXCLUSIVE straight from SHARED: let it go first.
+
+        SQLite 3.42 and later take that step (rolling back a hot journal, leaving WAL mode)
+        without the PENDING byte, so nothing keeps new readers from taking SHARED meanwhile, and
+        readers that keep overlapping would hold the range until the lock timeout. While the
+        owner waits, newcomers' first step to SHARED waits behind it; only for a while in each
+        turn, because readers that stay (other WAL connections) would keep it waiting anyway.
+        """
+        if db is None or len(spans) != 2 or req.kind is not LockKind.WRITE:
+            return None  # (two spans: the database's SHARED range, asked without PENDING)
+        admission = db.gate.admitted
+        if admission is None or admission.owner != req.owner or admission.held:
+            return None
+        now = self.clock()
+        if admission.priority_until is None:
+            admission.priority_until = now + self.exclusive_priority_seconds
+        if now >= admission.priority_until:
+            return None
+        db.priority = _Priority(req.owner, admission.priority_until)
+        return db.priority
+
+    def _yields_to(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> Owner | None:
+        """The owner waiting for EXCLUSIVE that this newcomer's first step to SHARED waits behind."""
+        priority = db.priority if db is not None else None
+        if (
+            priority is None
+            or priority.owner == req.owner
+            or req.kind is not LockKind.READ
+            or f.role is not FileRole.DATABASE
+            or not self.layout.is_pending_byte(req.start, req.end)
+            or f.table.holds(req.owner)
+            or self.clock() >= priority.until
+        ):
+            return None
+        return priority.owner
 
     def _spans(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> list[tuple[int, int]]:
         """The ranges `req` must find free: its own, plus one where SQLite's protocol needs it.
