@@ -1175,3 +1175,74 @@ def test_a_reader_already_inside_is_not_held_back(mgr: LockManager) -> None:
     r.end()
     assert exclusive.get() == 0
     a.end()
+
+
+def test_waiting_behind_an_exclusive_is_no_edge_of_a_deadlock() -> None:
+    """The wait behind an EXCLUSIVE ends by itself, so a client waiting on the newcomer (here on
+    another database) must not be taken for a deadlock victim."""
+    mgr = make_manager(lock_timeout=5.0)
+    mgr.name_database(DB2, "db2")
+    a = Client(mgr, 1)
+    r_db, r_db2 = Client(mgr, 8, readonly=True), Client(mgr, 8, db=DB2, shm=(1, 201))
+    n_db, n_db2 = Client(mgr, 9, readonly=True), Client(mgr, 9, db=DB2, shm=(1, 201))
+    assert n_db2.begin() == 0
+    n_db2.write_and_commit()  # process 9 commits on DB2 ...
+    assert a.begin() == 0
+    assert r_db.begin() == 0
+    exclusive = Bg(lambda: a.dbf(W, SHARED))  # a waits for process 8's SHARED on DB
+    assert exclusive.blocked()
+    newcomer = Bg(n_db.begin)  # ... while another of its threads opens DB: behind a
+    assert newcomer.blocked()
+    on_db2 = Bg(r_db2.begin)  # process 8 waits for 9's commit on DB2: 8 -> 9 -> a -> 8?
+    assert on_db2.blocked(0.2)
+    n_db2.end()
+    assert on_db2.get() == 0
+    r_db2.end()
+    r_db.end()
+    assert exclusive.get() == 0
+    a.end()
+    assert newcomer.get() == 0
+    n_db.end()
+    assert db_snapshot(mgr, "db2")["counters"]["victims"] == 0
+    mgr.shutdown()
+
+
+def test_a_newcomer_is_never_refused_for_want_of_room_to_wait_behind_an_exclusive() -> None:
+    mgr = make_manager(lock_timeout=5.0, max_waiters=2)
+    a, w = Client(mgr, 1), Client(mgr, 2)
+    r1, r2 = Client(mgr, 8, readonly=True), Client(mgr, 9, readonly=True)
+    assert a.begin() == 0
+    assert r1.begin() == 0
+    exclusive = Bg(lambda: a.dbf(W, SHARED))
+    assert exclusive.blocked()
+    queued = Bg(w.begin)  # the parked-request bound is now full
+    assert queued.blocked()
+    assert r2.begin() == 0  # conflicts with nobody: granted, not refused
+    for r in (r1, r2):
+        r.end()
+    assert exclusive.get() == 0
+    a.end()
+    assert queued.get() == 0
+    w.end()
+    mgr.shutdown()
+
+
+def test_the_priority_ends_with_its_owners_turn() -> None:
+    """If the waiting owner loses its turn (its locks dropped by a close of another descriptor),
+    the next owner's transaction start must not wait behind it."""
+    mgr = make_manager(lock_timeout=5.0, exclusive_priority_seconds=3.0)
+    a, w = Client(mgr, 1), Client(mgr, 2)
+    r = Client(mgr, 8, readonly=True)
+    assert a.begin() == 0
+    assert r.begin() == 0
+    exclusive = Bg(lambda: a.dbf(W, SHARED))
+    assert exclusive.blocked()
+    assert a.dbf(U, WHOLE) == 0  # a FLUSH from another descriptor of a's process
+    t0 = time.monotonic()
+    assert w.begin() == 0
+    assert time.monotonic() - t0 < 1.0
+    w.end()
+    r.end()
+    exclusive.get(timeout=6)
+    a.dbf(U, WHOLE)
+    mgr.shutdown()

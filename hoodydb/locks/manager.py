@@ -409,34 +409,31 @@ class LockManager:
     ) -> int:
         spans = self._spans(f, db, req)
         table, owner, kind = f.table, req.owner, req.kind
-        yielding = True
-
-        def behind() -> Owner | None:
-            return self._yields_to(f, db, req) if yielding else None
-
-        if not any(table.conflicts(owner, start, end, kind) for start, end in spans) and behind() is None:
-            self._grant(f, db, req)
-            return 0
-        if not self._may_wait(f, db, req) or (f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE):
+        if not any(table.conflicts(owner, start, end, kind) for start, end in spans):
+            if db is None or db.priority is None or self._yields_to(f, db, req) is None:
+                self._grant(f, db, req)
+                return 0
+            # Only the courtesy holds it back: it ends by itself, so it is no edge of the
+            # wait-for graph and never a reason to refuse; nor to crowd out real waiters.
+            if not self._may_wait(f, db, req) or self._n_waiters >= self.max_waiters // 2:
+                self._grant(f, db, req)
+                return 0
+        elif not self._may_wait(f, db, req) or (f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE):
             # (A DMS conflict means another connection got there first: SQLite looks again
             # with F_GETLK and joins it, so waiting for that connection to close is wrong.)
             return errno.EAGAIN
 
         def blockers() -> set[Owner]:
-            found = {other for start, end in spans for other, _ in table.conflicts(owner, start, end, kind)}
-            first = behind()
-            if first is not None:
-                found.add(first)
-            return found
+            return {other for start, end in spans for other, _ in table.conflicts(owner, start, end, kind)}
+
+        def done() -> bool:
+            return not blockers() and self._yields_to(f, db, req) is None
 
         waiter = _Waiter(req.owner, threading.Condition(self._mu), blockers)
-        first = behind()
-        if first is not None and self._closes_cycle(_Waiter(owner, waiter.cond, lambda: {first})):
-            yielding = False  # a courtesy, not worth a deadlock victim
         priority = self._claim_priority(f, db, req, spans)
         f.waiters.add(waiter)
         try:
-            err = self._wait(waiter, lambda: not blockers(), deadline, abort, db.gate if db else None)
+            err = self._wait(waiter, done, deadline, abort, db.gate if db else None)
         finally:
             f.waiters.discard(waiter)
             if priority is not None and db is not None and db.priority is priority:
@@ -474,7 +471,9 @@ class LockManager:
 
     def _yields_to(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> Owner | None:
         """The owner waiting for EXCLUSIVE that this newcomer's first step to SHARED waits behind."""
-        priority = db.priority if db is not None else None
+        if db is None:
+            return None
+        priority = db.priority
         if (
             priority is None
             or priority.owner == req.owner
@@ -483,6 +482,7 @@ class LockManager:
             or not self.layout.is_pending_byte(req.start, req.end)
             or f.table.holds(req.owner)
             or self.clock() >= priority.until
+            or not db.gate.is_admitted(priority.owner)
         ):
             return None
         return priority.owner
@@ -589,6 +589,12 @@ class LockManager:
                     if admitted is not None and admitted.reserved_until is not None:
                         # Wake when a held turn runs out, not a poll interval later.
                         timeout = min(timeout, max(admitted.reserved_until - now, 0.0005))
+                    if (
+                        admitted is not None
+                        and admitted.priority_until is not None
+                        and now < admitted.priority_until
+                    ):
+                        timeout = min(timeout, max(admitted.priority_until - now, 0.0005))
                 waiter.cond.wait(timeout)
             return 0
         finally:
