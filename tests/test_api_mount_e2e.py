@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,4 +108,15 @@ def test_serve_stops_the_api_then_unmounts(served: tuple[ServeProcess, Path]) ->
     assert server.client.get("/api/v1/sqlite/kv/k", params={"db": "kv.db"}).json() == value
     assert "token: test-token" in server.stdout()
     assert server.stop() == 0, server.stderr()
+    assert not is_mounted(mnt)
+
+
+@pytest.mark.fuse
+def test_a_hangup_stops_serve_and_its_mount(served: tuple[ServeProcess, Path]) -> None:
+    """The mount runs in a session of its own, so the terminal's hangup reaches only serve,
+    which must then take the mount down with it rather than leave it orphaned."""
+    server, mnt = served
+    assert server.proc is not None and is_mounted(mnt)
+    server.proc.send_signal(signal.SIGHUP)
+    assert server.proc.wait(30) == 0, server.stderr()
     assert not is_mounted(mnt)

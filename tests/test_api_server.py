@@ -74,7 +74,7 @@ def test_many_concurrent_writers_to_one_database(api: ServeProcess) -> None:
     assert result["results"][0]["resultSet"] == [{"c": 200}]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_stop_signal_ends_the_server_cleanly(tmp_path: Path, signum: int) -> None:
     server = ServeProcess(["--no-mount", "--root", str(tmp_path / "r")], tmp_path).start()
     server.client.post("/api/v1/sqlite/databases", json={"path": "a.db"})

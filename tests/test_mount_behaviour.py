@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hoodydb.fs.process import FSTYPE, MountProcess, is_mounted, mounted_type
+from hoodydb.fs import control
+from hoodydb.fs.process import FSTYPE, MountProcess, force_unmount, is_mounted, mounted_type
 from tests.conftest import Mounted, MountFactory
 
 pytestmark = pytest.mark.fuse
@@ -187,6 +189,62 @@ def test_clear_errors_before_mounting(tmp_path: Path, mount_factory: MountFactor
     assert again.returncode != 0 and "busy" in again.stderr
     inside = mount(str(busy.backing), str(busy.backing / "sub"))
     assert inside.returncode != 0 and "inside the backing" in inside.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_background_mount_detaches_into_a_session_of_its_own(tmp_path: Path) -> None:
+    """`hoodydb mount` without --foreground returns once mounted; the daemon must outlive the
+    terminal it was started from (its own session: no hangup, no Ctrl-C) and get every option."""
+    backing, mnt = tmp_path / "b", tmp_path / "m"
+    backing.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hoodydb",
+            "mount",
+            str(backing),
+            str(mnt),
+            "--lock-timeout=7",
+            "--policy=off",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    pid = None
+    try:
+        assert done.returncode == 0, done.stderr
+        found = re.search(r"pid (\d+)", done.stdout)
+        assert found, done.stdout
+        pid = int(found.group(1))
+        assert mounted_type(mnt) == FSTYPE
+        assert os.getsid(pid) == pid and os.getsid(pid) != os.getsid(0)
+        report = control.query(control.socket_path(mnt))
+        assert (report["pid"], report["lock_timeout"], report["policy"]) == (pid, 7.0, "off")
+        conn = sqlite3.connect(mnt / "x.db")
+        conn.execute("CREATE TABLE t(v)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.commit()
+        conn.close()
+        assert (backing / "x.db").stat().st_size > 0
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], check=False, capture_output=True)
+        deadline = time.monotonic() + 15
+        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        force_unmount(mnt)
+    assert pid is not None and not _alive(pid)  # unmounting ends the daemon
+    assert not is_mounted(mnt)
 
 
 def test_mounts_over_a_shared_bind_mount_and_reaches_its_peer(tmp_path: Path) -> None:

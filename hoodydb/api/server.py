@@ -31,11 +31,12 @@ def hypercorn_config(host: str, port: int) -> Config:
 
 
 async def serve(config: ApiConfig, *, host: str, port: int, stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set, or until SIGTERM/SIGINT when no event is given."""
+    """Serve until `stop` is set, or until SIGTERM, SIGINT or SIGHUP when no event is given."""
     loop = asyncio.get_running_loop()
     if stop is None:
         stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        # SIGHUP too: the terminal went away, and the mount (its own session) must go with us.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, stop.set)
     app = create_app(config)
     await hypercorn_serve(app, hypercorn_config(host, port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]

@@ -84,6 +84,7 @@ def mount(
             args = [f"--policy={policy}", f"--lock-timeout={lock_timeout}", f"--max-threads={max_threads}"]
             args += [] if kernel_cache else ["--no-kernel-cache"]
             args += [] if pin_under_contention else ["--no-pin-under-contention"]
+            args += [f"--pending-byte={pending_byte}"] + (["--debug"] if debug else [])
             log = control.socket_path(mountpoint).with_suffix(".log")
             log.parent.mkdir(parents=True, exist_ok=True)
             child = MountProcess(backing, mountpoint, extra_args=args, detach=True, stderr_path=log).start()

@@ -89,6 +89,7 @@ def serve(
     # Until Hypercorn installs its own handlers, a stop signal must still unwind the ExitStack
     # (and so unmount) rather than kill this process and leave the mount behind.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
     with contextlib.ExitStack() as stack:
         if not no_mount:
             assert data is not None and mountpoint is not None

@@ -76,6 +76,7 @@ class MountProcess:
         start_timeout: float = 20.0,
         stderr_path: str | os.PathLike[str] | None = None,
         detach: bool = False,
+        module: str = "hoodydb",
     ) -> None:
         self.backing = Path(backing)
         self.mountpoint = Path(mountpoint)
@@ -83,6 +84,7 @@ class MountProcess:
         self.start_timeout = start_timeout
         self.stderr_path = stderr_path
         self.detach = detach  # own session: survives the parent and its terminal's Ctrl-C
+        self.module = module  # run as `python -m MODULE mount ...` (the benchmark swaps in its own)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,7 +97,7 @@ class MountProcess:
         cmd = [
             sys.executable,
             "-m",
-            "hoodydb",
+            self.module,
             "mount",
             str(self.backing),
             str(self.mountpoint),
@@ -103,7 +105,13 @@ class MountProcess:
         ]
         stderr = open(self.stderr_path, "ab") if self.stderr_path else None  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(cmd + self.extra_args, stdin=subprocess.DEVNULL, stderr=stderr)
+            self.proc = subprocess.Popen(
+                cmd + self.extra_args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if self.detach else None,
+                stderr=stderr,
+                start_new_session=self.detach,
+            )
         finally:
             if stderr is not None:
                 stderr.close()
