@@ -52,7 +52,9 @@ def run_contention(quick: bool, with_passthrough: bool, root: str | None, repeat
 
 
 def run_single(quick: bool, with_passthrough: bool, root: str | None) -> None:
-    with open_targets(_target_names(with_passthrough), root=root) as targets:
+    # noop-locks: the mount with lock decisions that cost nothing (bench/noop_locks.py), which
+    # only a lone client can use: how much of the mount's cost is the lock manager.
+    with open_targets((*_target_names(with_passthrough), "noop-locks"), root=root) as targets:
         measures = single.run(targets, quick)
     print(f"\n## Single process ({'quick' if quick else 'full'})\n")
     print(single.table(measures))

@@ -134,6 +134,18 @@ def open_targets(
                 )
             )
             targets["mount"] = Target("mount", mount.mountpoint, mount.pid)
+        if "noop-locks" in names:
+            (tmp / "noop-backing").mkdir()
+            mount = stack.enter_context(
+                MountProcess(
+                    tmp / "noop-backing",
+                    tmp / "noop-mnt",
+                    extra_args=mount_args,
+                    stderr_path=tmp / "noop-mount.log",
+                    module="bench.noop_locks",
+                )
+            )
+            targets["noop-locks"] = Target("noop-locks", mount.mountpoint, mount.pid)
         if "passthrough_fh" in names:
             binary = build_passthrough(tmp)
             (tmp / "pt-files").mkdir()
