@@ -222,6 +222,7 @@ def _check(t: RangeTable, model: dict[int, list[int]]) -> None:
                     }
                     found = t.conflicts(owner, start, end, kind)
                     assert {o for o, _ in found} == expected
+                    assert t.blocks(owner, start, end, kind) == bool(expected)
                     for other, seg in found:
                         assert seg in t.segments(other)
                         assert seg.overlaps(start, end)

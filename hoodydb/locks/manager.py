@@ -137,58 +137,62 @@ class LockManager:
         would not reach a waiting client) and SQLite calls EDEADLK an I/O error. F_SETLKW gets
         POSIX's answers: EINTR when interrupted, EDEADLK for a cycle.
         """
-        err = self._setlk(req, abort)
-        if trace.isEnabledFor(logging.DEBUG):
-            db = self._dbs.get(req.db) if req.db is not None else None
-            admitted = db.gate.admitted.pid if db is not None and db.gate.admitted is not None else None
-            trace.debug(
-                "pid %d %s %s [%d, %d) -> %d (turn: pid %s)",
-                req.pid,
-                req.role.value,
-                req.kind.value,
-                req.start,
-                req.end,
-                err,
-                admitted,
-            )
-        return err
-
-    def _setlk(self, req: LockRequest, abort: AbortCheck) -> int:
         with self._mu:
-            if req.kind is LockKind.UNLOCK:
-                unlocked = self._files.get(req.file)
-                if unlocked is None:
-                    return 0  # nobody holds a lock on the file, so nobody waits on it either
-                unlocked.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
-                dms = req.start < DMS_BYTE[1] and DMS_BYTE[0] < req.end
+            err = self._unlock(req) if req.kind is LockKind.UNLOCK else self._lock(req, abort)
+            if trace.isEnabledFor(logging.DEBUG):
                 db = self._dbs.get(req.db) if req.db is not None else None
-                self._after_release(unlocked, db, req.owner, released_dms=dms)
-                return 0
-            f = self._file(req)
-            db = self._database(req.db) if req.db is not None else None
-            if db is not None:
-                self._classify(db, f, req)
-            deadline = None if req.wait else self.clock() + self.lock_timeout
-            if (
-                db is not None
-                and self.policy is Policy.SERIAL
-                and req.owner not in db.readers
-                and self._starts_transaction(db, f, req)
-            ):
-                err = self._admit(db, f, req, deadline, abort)
-                if err:
-                    log.debug("turn refused %s (errno %d)", req, err)
-                    return err
-                self._note_first_transaction(db, req)
-                # While this request waited, the file's state may have been emptied and
-                # discarded by the previous holder's unlock: take the live one.
-                f = self._file(req)
-            err = self._acquire(f, db, req, deadline, abort)
-            if err and db is not None:
-                self._after_refusal(db, req.owner)
-            if err and log.isEnabledFor(logging.DEBUG):
-                log.debug("refused %s (errno %d) holders=%s", req, err, dict(f.table.pids))
+                admitted = db.gate.admitted.pid if db is not None and db.gate.admitted is not None else None
+                trace.debug(
+                    "pid %d %s %s [%d, %d) -> %d (turn: pid %s)",
+                    req.pid,
+                    req.role.value,
+                    req.kind.value,
+                    req.start,
+                    req.end,
+                    err,
+                    admitted,
+                )
             return err
+
+    def _unlock(self, req: LockRequest) -> int:
+        unlocked = self._files.get(req.file)
+        if unlocked is None:
+            return 0  # nobody holds a lock on the file, so nobody waits on it either
+        unlocked.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
+        dms = req.start < DMS_BYTE[1] and DMS_BYTE[0] < req.end
+        db = self._dbs.get(req.db) if req.db is not None else None
+        self._after_release(unlocked, db, req.owner, released_dms=dms)
+        return 0
+
+    def _lock(self, req: LockRequest, abort: AbortCheck) -> int:
+        f = self._files.get(req.file)
+        if f is None or f.db != req.db:
+            f = self._file(req)
+        db = self._database(req.db) if req.db is not None else None
+        if db is not None:
+            self._classify(db, f, req)
+        deadline = None if req.wait else self.clock() + self.lock_timeout
+        if (
+            db is not None
+            and self.policy is Policy.SERIAL
+            and req.owner not in db.readers
+            and self._starts_transaction(db, f, req)
+        ):
+            err = self._admit(db, f, req, deadline, abort)
+            if err:
+                log.debug("turn refused %s (errno %d)", req, err)
+                return err
+            self._note_first_transaction(db, req)
+            # While this request waited, the file's state may have been emptied and
+            # discarded by the previous holder's unlock: take the live one.
+            if self._files.get(req.file) is not f:
+                f = self._file(req)
+        err = self._acquire(f, db, req, deadline, abort)
+        if err and db is not None:
+            self._after_refusal(db, req.owner)
+        if err and log.isEnabledFor(logging.DEBUG):
+            log.debug("refused %s (errno %d) holders=%s", req, err, dict(f.table.pids))
+        return err
 
     def getlk(self, req: LockRequest, abort: AbortCheck = _never) -> Conflict | None:
         """F_GETLK: the first lock of another owner that conflicts with `req`, exactly as held."""
@@ -364,13 +368,14 @@ class LockManager:
         else:
             db.gate.leave(admission.owner)
 
-    def _transaction_over(self, db: _DatabaseState, owner: Owner) -> bool:
-        """Rule 4: the admitted owner holds no transaction locks any more."""
+    def _transaction_over(self, db: _DatabaseState, owner: Owner, wal: bool | None = None) -> bool:
+        """Rule 4: the admitted owner holds no transaction locks any more. `wal`: whether it holds
+        DMS (WAL mode), if the caller already knows."""
         shm = self._files.get(db.shm) if db.shm is not None else None
         if shm is not None:
             if shm.table.holds(owner, *READ_SLOTS) or shm.table.holds(owner, *WRITE_BYTE):
                 return False
-            if self._in_wal_mode(db, owner):
+            if shm.table.holds(owner, *DMS_BYTE) if wal is None else wal:
                 # WAL: the connection keeps SHARED on the database between transactions. The
                 # transaction is over once it has held a read slot and let it go again.
                 return db.gate.admitted is None or db.gate.admitted.entered
@@ -409,7 +414,7 @@ class LockManager:
     ) -> int:
         spans = self._spans(f, db, req)
         table, owner, kind = f.table, req.owner, req.kind
-        if not any(table.conflicts(owner, start, end, kind) for start, end in spans):
+        if not any(table.blocks(owner, start, end, kind) for start, end in spans):
             if db is None or db.priority is None or self._yields_to(f, db, req) is None:
                 self._grant(f, db, req)
                 return 0
@@ -664,10 +669,12 @@ class LockManager:
             waiter.cond.notify()
         if db is not None:
             admission = db.gate.admitted
-            if admission is not None and admission.owner == owner and self._transaction_over(db, owner):
-                if self._in_wal_mode(db, owner):
-                    db.wal_ready = True  # a WAL transaction completed: the index is built
-                self._end_turn(db, admission)
+            if admission is not None and admission.owner == owner:
+                wal = self._in_wal_mode(db, owner)
+                if self._transaction_over(db, owner, wal):
+                    if wal:
+                        db.wal_ready = True  # a WAL transaction completed: the index is built
+                    self._end_turn(db, admission)
             if f.role is FileRole.SHM and released_dms and db.wal_ready and not self._wal_active(db):
                 # The last connection let go of the -shm: the next one rebuilds the index
                 # (recovery), and that must happen inside a turn, not beside one.

@@ -62,6 +62,14 @@ class RangeTable:
                 found.extend((other, Segment(s, e, held)) for other in holders if other != owner)
         return found
 
+    def blocks(self, owner: Owner, start: int, end: int, kind: LockKind) -> bool:
+        """Would `conflicts` find anything? (Without building its answer: asked on every lock.)"""
+        writing = kind is LockKind.WRITE
+        for (s, e, w), holders in self._index.items():
+            if s < end and start < e and (writing or w) and (len(holders) > 1 or owner not in holders):
+                return True
+        return False
+
     def held_by_anyone(self, start: int, end: int) -> bool:
         """Does any owner hold a lock overlapping [start, end)?"""
         return any(s < end and start < e for (s, e, _) in self._index)
