@@ -628,3 +628,44 @@ def test_a_hot_journal_rollback_is_not_starved_by_readers(
     check = sqlite3.connect(db)
     assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     check.close()
+
+
+SHM_BUILDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)  # DMS, exclusively: rebuilding the index
+print("building", flush=True)
+time.sleep(0.5)
+fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 128)  # done: a connection like any other
+time.sleep(60)
+"""
+
+
+def test_every_lock_probe_is_answered_by_the_lock_manager(mounted: Mounted) -> None:
+    """A connection that finds the -shm's DMS byte write-locked takes SQLITE_BUSY, so the lock
+    manager holds such an F_GETLK until the first connection has built the index (docs/
+    architecture.md, "DMS probe"). libfuse's high-level layer answers F_GETLK from its own copy
+    of the granted locks when that copy shows a conflict, without asking us: that copy must stay
+    empty, or probes see what the manager would not show them (and, lagging, locks already gone)."""
+    import fcntl
+    import struct
+
+    open(mounted.path("x.db"), "wb").close()
+    shm = mounted.path("x.db-shm")
+    with open(shm, "wb") as f:
+        f.write(b"\0" * 32768)
+    builder = subprocess.Popen(
+        [sys.executable, "-c", SHM_BUILDER, shm], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert builder.stdout is not None and builder.stdout.readline().strip() == "building"
+        fd = os.open(shm, os.O_RDWR)
+        try:
+            probe = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
+            kind, _, start, length, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, probe))
+        finally:
+            os.close(fd)
+        assert (kind, start, length, pid) == (fcntl.F_RDLCK, 128, 1, builder.pid)  # never F_WRLCK
+    finally:
+        builder.kill()
+        builder.communicate()

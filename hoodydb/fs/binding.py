@@ -3,7 +3,8 @@
 mfusepy 3.1.1 drops the file handle for truncate, chmod, chown and utimens, and hides the kernel's
 lock_owner. With `nullpath_ok` libfuse passes no path for an open file, so those calls would have
 nothing to act on (SQLite's ftruncate of -shm then fails with "disk I/O error"). This subclass
-passes the handle through and hands the lock owner to `Operations.lock`. Its getattr copies the
+passes the handle through and hands the lock owner to `Operations.lock`, and keeps libfuse's own
+shadow table of locks empty (see `FUSE.lock`). Its getattr copies the
 `os.stat_result` that `Operations.getattr` returns straight into libfuse's struct stat: mfusepy's
 goes through a dict and costs twice as much, on one of the commonest requests. Reads and writes
 go between the file and libfuse's buffer without a bytes object in between: mfusepy's copies
@@ -163,4 +164,14 @@ class FUSE(mfusepy.FUSE):
 
     def lock(self, path: bytes | None, fip: Any, cmd: int, lock: Any) -> int:
         fi = fip.contents
-        return self.operations.lock(fi.fh, fi.lock_owner, cmd, lock.contents)  # type: ignore[no-any-return]
+        fl = lock.contents
+        err: int = self.operations.lock(fi.fh, fi.lock_owner, cmd, fl)
+        if cmd != F_GETLK:
+            # libfuse's high-level layer keeps its own copy of every lock granted here (built
+            # from this struct after we return) and answers F_GETLK from it first when it shows
+            # a conflict. That copy lags behind ours: a dead writer's RESERVED lingered in it
+            # just long enough for a reader's hot-journal check to believe the writer alive and
+            # read a half-written database. Handing it F_UNLCK keeps it empty, so every F_GETLK
+            # is ours to answer.
+            fl.l_type = F_UNLCK
+        return err
