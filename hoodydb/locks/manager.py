@@ -72,13 +72,8 @@ class _DatabaseState:
     wal_ready: bool = False  # WAL mode, and a transaction has run since the -shm was last (re)built
     readers: set[Owner] = field(default_factory=set)  # db-file locks only through read-only handles
     writers: set[Owner] = field(default_factory=set)
-    priority: _Priority | None = None  # see LockManager._claim_priority
-
-
-@dataclass(eq=False)
-class _Priority:
-    owner: Owner  # admitted, waiting for EXCLUSIVE straight from SHARED
-    until: float  # newcomers wait behind it until then at the latest
+    # The admitted owner, while it waits for EXCLUSIVE straight from SHARED (_claim_priority).
+    exclusive_waiter: Owner | None = None
 
 
 @dataclass(eq=False)
@@ -415,7 +410,7 @@ class LockManager:
         spans = self._spans(f, db, req)
         table, owner, kind = f.table, req.owner, req.kind
         if not any(table.blocks(owner, start, end, kind) for start, end in spans):
-            if db is None or db.priority is None or self._yields_to(f, db, req) is None:
+            if db is None or db.exclusive_waiter is None or self._yields_to(f, db, req) is None:
                 self._grant(f, db, req)
                 return 0
             # Only the courtesy holds it back: it ends by itself, so it is no edge of the
@@ -435,14 +430,14 @@ class LockManager:
             return not blockers() and self._yields_to(f, db, req) is None
 
         waiter = _Waiter(req.owner, threading.Condition(self._mu), blockers)
-        priority = self._claim_priority(f, db, req, spans)
+        claimed = self._claim_priority(db, req, spans)
         f.waiters.add(waiter)
         try:
             err = self._wait(waiter, done, deadline, abort, db.gate if db else None)
         finally:
             f.waiters.discard(waiter)
-            if priority is not None and db is not None and db.priority is priority:
-                db.priority = None
+            if claimed and db is not None and db.exclusive_waiter == req.owner:
+                db.exclusive_waiter = None
                 for other in f.waiters:
                     other.cond.notify()  # the newcomers held behind it go on
         if err:
@@ -451,46 +446,47 @@ class LockManager:
         return 0
 
     def _claim_priority(
-        self, f: _FileState, db: _DatabaseState | None, req: LockRequest, spans: list[tuple[int, int]]
-    ) -> _Priority | None:
+        self, db: _DatabaseState | None, req: LockRequest, spans: list[tuple[int, int]]
+    ) -> bool:
         """The admitted owner is about to wait for EXCLUSIVE straight from SHARED: let it go first.
 
-        SQLite 3.42 and later take that step (rolling back a hot journal, leaving WAL mode)
-        without the PENDING byte, so nothing keeps new readers from taking SHARED meanwhile, and
-        readers that keep overlapping would hold the range until the lock timeout. While the
-        owner waits, newcomers' first step to SHARED waits behind it; only for a while in each
-        turn, because readers that stay (other WAL connections) would keep it waiting anyway.
+        SQLite 3.42 and later take that step (rolling back a hot journal) without the PENDING
+        byte, so nothing keeps new readers from taking SHARED meanwhile, and readers that keep
+        overlapping would hold the range until the lock timeout. While the owner waits,
+        newcomers' first step to SHARED waits behind it; only for a while in each turn, because
+        readers that stay would keep it waiting anyway.
         """
         if db is None or len(spans) != 2 or req.kind is not LockKind.WRITE:
-            return None  # (two spans: the database's SHARED range, asked without PENDING)
+            return False  # (two spans: the database's SHARED range, asked without PENDING)
         admission = db.gate.admitted
         if admission is None or admission.owner != req.owner or admission.held:
-            return None
+            return False
         now = self.clock()
         if admission.priority_until is None:
             admission.priority_until = now + self.exclusive_priority_seconds
         if now >= admission.priority_until:
-            return None
-        db.priority = _Priority(req.owner, admission.priority_until)
-        return db.priority
+            return False
+        db.exclusive_waiter = req.owner
+        return True
 
     def _yields_to(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> Owner | None:
         """The owner waiting for EXCLUSIVE that this newcomer's first step to SHARED waits behind."""
-        if db is None:
-            return None
-        priority = db.priority
+        waiter = db.exclusive_waiter if db is not None else None
+        admission = db.gate.admitted if db is not None else None
         if (
-            priority is None
-            or priority.owner == req.owner
+            waiter is None
+            or waiter == req.owner
+            or admission is None
+            or admission.owner != waiter  # its turn is over: no priority left
+            or admission.priority_until is None
             or req.kind is not LockKind.READ
             or f.role is not FileRole.DATABASE
             or not self.layout.is_pending_byte(req.start, req.end)
             or f.table.holds(req.owner)
-            or self.clock() >= priority.until
-            or not db.gate.is_admitted(priority.owner)
+            or self.clock() >= admission.priority_until
         ):
             return None
-        return priority.owner
+        return waiter
 
     def _spans(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> list[tuple[int, int]]:
         """The ranges `req` must find free: its own, plus one where SQLite's protocol needs it.
