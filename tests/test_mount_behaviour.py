@@ -337,11 +337,16 @@ def test_policy_off_is_plain_posix_and_shows_the_errors(
     assert (result.error_count, result.ok, result.rows, result.integrity) == (0, 80, 80, "ok")
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def _proc_number(pid: int, file: str, key: str) -> int:
+    """The number after `key:` in /proc/PID/FILE (status, io)."""
+    for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+        if line.startswith(key + ":"):
             return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    raise AssertionError(f"no {key} in /proc/{pid}/{file}")
+
+
+def _rss_kib(pid: int) -> int:
+    return _proc_number(pid, "status", "VmRSS")
 
 
 def test_daemon_memory_stays_flat_under_contention(mounted: Mounted) -> None:
@@ -387,10 +392,7 @@ def test_database_changed_behind_the_mount_between_opens_reads_fresh(mounted: Mo
 
 
 def _daemon_bytes_read(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no rchar for pid {pid}")
+    return _proc_number(pid, "io", "rchar")
 
 
 def test_unchanged_file_is_read_from_the_kernel_cache_after_reopening(mounted: Mounted) -> None:
