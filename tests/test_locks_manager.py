@@ -1111,8 +1111,11 @@ def test_exclusive_from_shared_is_not_starved_by_a_stream_of_readers() -> None:
     assert exclusive.blocked()
     newcomer = Bg(r2.begin)
     assert newcomer.blocked()  # would overlap r1 and keep the range held
+    mgr.name_database(DB, "db")
+    assert db_snapshot(mgr, "db")["admitted"]["exclusive_first"] is True  # `hoodydb locks` shows it
     r1.end()
     assert exclusive.get() == 0
+    assert db_snapshot(mgr, "db")["admitted"]["exclusive_first"] is False
     assert newcomer.blocked()  # a holds EXCLUSIVE now
     a.end()
     assert newcomer.get() == 0

@@ -139,6 +139,8 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
         admitted = db["admitted"]
         if admitted:
             extra = " (reserved)" if admitted["reserved"] else ""
+            if admitted.get("exclusive_first"):
+                extra += " (waiting for EXCLUSIVE: new readers wait behind it)"
             since = f"{admitted['seconds']:.3f}s{extra}"
             lines.append(f"    running: pid {admitted['pid']} for {since}  {admitted['command']}")
         for w in db["waiting"]:

@@ -718,6 +718,10 @@ class LockManager:
                             "pid": admitted.pid,
                             "seconds": round(now - admitted.since, 3),
                             "reserved": admitted.reserved_until is not None,
+                            # waiting for EXCLUSIVE straight from SHARED, newcomers held behind it
+                            "exclusive_first": db.exclusive_waiter == admitted.owner
+                            and admitted.priority_until is not None
+                            and now < admitted.priority_until,
                         },
                         "waiting": [{"pid": t.pid, "seconds": round(now - t.since, 3)} for t in gate.queue],
                         "readers": sorted(holders[o] for o in db.readers if o in holders),
