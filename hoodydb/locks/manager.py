@@ -363,14 +363,13 @@ class LockManager:
         else:
             db.gate.leave(admission.owner)
 
-    def _transaction_over(self, db: _DatabaseState, owner: Owner, wal: bool | None = None) -> bool:
-        """Rule 4: the admitted owner holds no transaction locks any more. `wal`: whether it holds
-        DMS (WAL mode), if the caller already knows."""
+    def _transaction_over(self, db: _DatabaseState, owner: Owner) -> bool:
+        """Rule 4: the admitted owner holds no transaction locks any more."""
         shm = self._files.get(db.shm) if db.shm is not None else None
         if shm is not None:
             if shm.table.holds(owner, *READ_SLOTS) or shm.table.holds(owner, *WRITE_BYTE):
                 return False
-            if shm.table.holds(owner, *DMS_BYTE) if wal is None else wal:
+            if self._in_wal_mode(db, owner):
                 # WAL: the connection keeps SHARED on the database between transactions. The
                 # transaction is over once it has held a read slot and let it go again.
                 return db.gate.admitted is None or db.gate.admitted.entered
@@ -471,19 +470,27 @@ class LockManager:
 
     def _yields_to(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> Owner | None:
         """The owner waiting for EXCLUSIVE that this newcomer's first step to SHARED waits behind."""
-        waiter = db.exclusive_waiter if db is not None else None
-        admission = db.gate.admitted if db is not None else None
         if (
-            waiter is None
-            or waiter == req.owner
-            or admission is None
-            or admission.owner != waiter  # its turn is over: no priority left
-            or admission.priority_until is None
+            db is None
             or req.kind is not LockKind.READ
             or f.role is not FileRole.DATABASE
             or not self.layout.is_pending_byte(req.start, req.end)
             or f.table.holds(req.owner)
-            or self.clock() >= admission.priority_until
+        ):
+            return None
+        waiter = self._priority_owner(db, self.clock())
+        return None if waiter == req.owner else waiter
+
+    @staticmethod
+    def _priority_owner(db: _DatabaseState, now: float) -> Owner | None:
+        """The owner newcomers wait behind now, if any: admitted, waiting for EXCLUSIVE, in time."""
+        waiter, admission = db.exclusive_waiter, db.gate.admitted
+        if (
+            waiter is None
+            or admission is None
+            or admission.owner != waiter  # its turn is over: no priority left
+            or admission.priority_until is None
+            or now >= admission.priority_until
         ):
             return None
         return waiter
@@ -665,12 +672,10 @@ class LockManager:
             waiter.cond.notify()
         if db is not None:
             admission = db.gate.admitted
-            if admission is not None and admission.owner == owner:
-                wal = self._in_wal_mode(db, owner)
-                if self._transaction_over(db, owner, wal):
-                    if wal:
-                        db.wal_ready = True  # a WAL transaction completed: the index is built
-                    self._end_turn(db, admission)
+            if admission is not None and admission.owner == owner and self._transaction_over(db, owner):
+                if self._in_wal_mode(db, owner):
+                    db.wal_ready = True  # a WAL transaction completed: the index is built
+                self._end_turn(db, admission)
             if f.role is FileRole.SHM and released_dms and db.wal_ready and not self._wal_active(db):
                 # The last connection let go of the -shm: the next one rebuilds the index
                 # (recovery), and that must happen inside a turn, not beside one.
@@ -719,9 +724,7 @@ class LockManager:
                             "seconds": round(now - admitted.since, 3),
                             "reserved": admitted.reserved_until is not None,
                             # waiting for EXCLUSIVE straight from SHARED, newcomers held behind it
-                            "exclusive_first": db.exclusive_waiter == admitted.owner
-                            and admitted.priority_until is not None
-                            and now < admitted.priority_until,
+                            "exclusive_first": self._priority_owner(db, now) is not None,
                         },
                         "waiting": [{"pid": t.pid, "seconds": round(now - t.since, 3)} for t in gate.queue],
                         "readers": sorted(holders[o] for o in db.readers if o in holders),
