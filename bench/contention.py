@@ -1,4 +1,4 @@
-"""The contention matrix (DESIGN §2) on native disk, the mount and passthrough_fh, in one run.
+"""The contention matrix (bench/workload.py) on native disk, the mount and passthrough_fh, in one run.
 
 Every cell runs the same workload on each target with a fresh database. "tx/s" counts committed
 transactions only (goodput): a native cell with errors commits fewer rows in less time. The fair

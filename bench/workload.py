@@ -4,7 +4,7 @@ Shared by the tests (which assert zero errors, every row present, integrity ok) 
 benchmarks (which print throughput and latency). Every writer is a forked process using Python's
 stock `sqlite3` module, so the workload is exactly what an unmodified client does.
 
-Patterns (DESIGN §2):
+Patterns:
   ai    connect / INSERT / commit / close for every transaction (typical generated code)
   keep  one connection per process, autocommit INSERTs
   txn   BEGIN; SELECT; INSERT; COMMIT: read, then write, which SQLite cannot retry on busy

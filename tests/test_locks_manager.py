@@ -1,4 +1,4 @@
-"""LockManager driven from real threads: SQLite's lock sequences (DESIGN §3) without FUSE.
+"""LockManager driven from real threads: SQLite's lock sequences (docs/architecture.md) without FUSE.
 
 Each simulated client is one lock owner (one process). Requests that may wait run in their own
 threads; timeouts and poll intervals are small so the file runs in a few seconds. Where a test
@@ -107,7 +107,7 @@ class Client:
     def getlk(self, file: FileKey, role: FileRole, kind: LockKind, span: tuple[int, int]) -> Conflict | None:
         return self.mgr.getlk(LockRequest(file, self.db, role, self.owner, self.pid, span[0], span[1], kind))
 
-    # -- SQLite's sequences (DESIGN §3) --------------------------------------------------------
+    # -- SQLite's sequences (docs/architecture.md) --------------------------------------------------------
 
     def begin(self) -> int:
         """Journal mode, start of any transaction: SHARED via PENDING. May wait for the turn."""

@@ -1,4 +1,4 @@
-"""The contention matrix of DESIGN §2 on a real mount: zero errors, every row, integrity ok.
+"""The contention matrix (bench/workload.py's patterns) on a real mount: zero errors, every row, integrity ok.
 
 Each cell is a fresh database on one module-wide mount; writers are forked processes using
 Python's stock sqlite3. The native cells run the same workload on the plain tmp dir to show the
@@ -70,7 +70,7 @@ def test_native_cell_shows_the_problem(tmp_path: Path, pattern: str, journal_mod
 
 @pytest.mark.parametrize("journal_mode", ["delete", "wal"])
 def test_native_read_then_write_fails_even_with_busy_timeout(tmp_path: Path, journal_mode: str) -> None:
-    """DESIGN §2: a read-then-write transaction cannot be retried by SQLite's busy handler."""
+    """Native SQLite: a read-then-write transaction cannot be retried by SQLite's busy handler."""
     spec = WorkloadSpec("txn", journal_mode, 5, 16, 20)
     result = run_workload(str(tmp_path / "native.db"), spec)
     assert result.error_count > 0, result.summary()

@@ -46,7 +46,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    """The document; `tests/test_api_openapi.py` checks it lists exactly the app's routes."""
+    """The document; `tests/test_api_server.py` checks it lists exactly the app's routes."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "hoodydb", "version": __version__},

@@ -4,7 +4,8 @@ Pure bookkeeping, no threads and no I/O: the lock manager asks it who may run an
 transaction ends; it answers which waiting ticket to wake. Invariants:
 - at most one owner is admitted;
 - every ticket in the queue belongs to an owner that is not admitted;
-- a reservation (DESIGN §3 rule 3) belongs to the admitted owner and ends when used or expired.
+- a reservation (the "WAL retry" rule in docs/architecture.md) belongs to the admitted owner and
+  ends when used or expired.
 """
 
 from __future__ import annotations

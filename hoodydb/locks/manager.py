@@ -5,10 +5,11 @@ each lock request into a `LockRequest`, calls `setlk`/`getlk`, and maps the inte
 an errno. Everything runs under one mutex, `_mu`; waiting requests sleep on their own condition
 of that mutex so that a hand-off wakes exactly one of them.
 
-Why a request may wait at all (DESIGN §3): SQLite never blocks on a lock, so a request that the
-daemon delays is one that would otherwise have failed with "database is locked". Delaying is safe
-only where it cannot close a cycle: for the owner holding the database's admission, and for owners
-that hold nothing on that database yet. Everyone else is answered EAGAIN at once.
+Why a request may wait at all (docs/architecture.md, "The admission gate"): SQLite never blocks on
+a lock, so a request that the daemon delays is one that would otherwise have failed with "database
+is locked". Delaying is safe only where it cannot close a cycle: for the owner holding the
+database's admission, and for owners that hold nothing on that database yet. Everyone else is
+answered EAGAIN at once.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ class LockManager:
     # -- the gate ------------------------------------------------------------------------------
 
     def _starts_transaction(self, db: _DatabaseState, f: _FileState, req: LockRequest) -> bool:
-        """DESIGN §3 rule 1: the first lock of a transaction, taken while holding nothing of one."""
+        """The gate's "start" rule: the first lock of a transaction, taken while holding nothing of one."""
         if f.role is FileRole.SHM and req.kind is LockKind.WRITE:
             # The first connection to map the -shm resets it and rebuilds the WAL index: that
             # is a transaction of its own, or later connections would see it half built.
