@@ -17,6 +17,8 @@ from hoodydb.fs import control
 from hoodydb.fs.orphan import started_at
 from hoodydb.fs.process import FSTYPE, MountProcess, force_unmount, is_mounted, mounted_type
 
+UNSHARE = ["unshare", "--mount", "--pid", "--fork", "--mount-proc"]  # a container, as far as locks go
+
 
 def hoodydb(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -44,6 +46,29 @@ def test_a_second_mount_of_the_same_directory_is_refused(tmp_path: Path) -> None
             assert second.returncode != 0
             assert f"is already served by the hoodydb mount at {m1} (pid {first.pid})" in second.stderr
             assert mounted_type(m2) is None
+        assert count_through(m1) == 1
+
+
+def test_a_second_mount_in_another_container_is_refused(tmp_path: Path) -> None:
+    """A container sharing the volume but not /run, nor the PID namespace: the claim is on the
+    directory itself, so it is seen all the same (the pid is not)."""
+    backing, m1, m2 = tmp_path / "data", tmp_path / "m1", tmp_path / "m2"
+    backing.mkdir()
+    with MountProcess(backing, m1):
+        env = {**os.environ, "HOODYDB_RUNTIME_DIR": str(tmp_path / "other-run")}
+        second = subprocess.run(
+            [*UNSHARE, sys.executable, "-m", "hoodydb", "mount", str(backing), str(m2), "--foreground"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert second.returncode != 0
+        assert (
+            f"{backing} is already served by the hoodydb mount at {m1} (pid not visible here)"
+            in second.stderr
+        )
+        assert mounted_type(m2) is None
         assert count_through(m1) == 1
 
 

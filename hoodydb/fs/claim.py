@@ -112,18 +112,32 @@ def refusal(backing: str, directory: str, how: int) -> str:
     """The message for a claim of `backing` that met a conflicting lock on `directory`."""
     try:
         st = os.stat(directory)
+        served_itself = how == fcntl.LOCK_SH or not _shareable(directory)
     except OSError:
         return f"{backing} is already served by another hoodydb mount; {_ADVICE}"
-    exclusive = flock_holders(st.st_dev, st.st_ino, "WRITE")
-    if how == fcntl.LOCK_SH or exclusive:  # `directory` itself is served
+    if served_itself:
         what = backing if how == fcntl.LOCK_EX else f"{backing} is inside {directory}, which"
-        holders, mounts = exclusive, [(b, m) for b, m in hoodydb_mounts() if _same_dir(b, st)]
+        holders = flock_holders(st.st_dev, st.st_ino, "WRITE")
+        mounts = [(b, m) for b, m in hoodydb_mounts() if _same_dir(b, st)]
     else:  # a directory inside `backing` is served: its daemon holds LOCK_SH here
         holders = flock_holders(st.st_dev, st.st_ino, "READ")
         mounts = [(b, m) for b, m in hoodydb_mounts() if Path(directory) in Path(b).parents]
         inner = ", ".join(sorted({b for b, _ in mounts})) or "a directory"
         what = f"{backing} contains {inner}, which"
     return f"{what} is already served by {_describe(holders, [m for _, m in mounts])}; {_ADVICE}"
+
+
+def _shareable(directory: str) -> bool:
+    """Can LOCK_SH be had? No: a daemon serves `directory` itself. Asked of the kernel, because
+    /proc/locks leaves out the locks of processes outside our PID namespace."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _same_dir(path: str, st: os.stat_result) -> bool:
@@ -135,8 +149,8 @@ def _same_dir(path: str, st: os.stat_result) -> bool:
 
 
 def _describe(pids: list[int], mountpoints: list[str]) -> str:
-    known = [p for p in pids if p > 0]  # 0: a process in a PID namespace we cannot see
-    pid = f"pid {', '.join(map(str, known))}" if known else "pid not visible here"
+    # /proc/locks leaves out processes of PID namespaces we cannot see (another container)
+    pid = f"pid {', '.join(map(str, pids))}" if pids else "pid not visible here"
     if not mountpoints:
         return f"a hoodydb mount ({pid}) whose mountpoint is not visible here (another container?)"
     return f"the hoodydb mount at {', '.join(mountpoints)} ({pid})"
