@@ -13,11 +13,20 @@ import click
 
 from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
 from hoodydb.api.tokens import ENV_VAR, stored_token, tokens_from
+from hoodydb.fs.claim import ClaimError, probe
+from hoodydb.fs.orphan import SERVE_PID_ENV, replace_orphan
 from hoodydb.fs.process import MountError, MountProcess
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.paths import Roots
 
 _DIR = click.Path(file_okay=False, path_type=Path)
+
+
+def _claim_mount(data: Path, mountpoint: Path) -> None:
+    """Replace our own orphaned mount (a killed serve's child), refuse a tree served by another."""
+    replace_orphan(data, mountpoint, lambda line: click.echo(f"hoodydb serve: {line}", err=True))
+    probe(data)
+    os.environ[SERVE_PID_ENV] = str(os.getpid())  # the mount child reports it: orphan.py
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
@@ -95,11 +104,12 @@ def serve(
             assert data is not None and mountpoint is not None
             args = [] if lock_timeout is None else [f"--lock-timeout={lock_timeout}"]
             try:
+                _claim_mount(data, mountpoint)
                 # The mount is a child process: the API must never run inside the FUSE daemon.
                 # Its own session: Ctrl-C in the terminal reaches only serve, which drains the
                 # API and then stops the mount, instead of both stopping at once.
                 stack.enter_context(MountProcess(data, mountpoint, extra_args=args, detach=True))
-            except MountError as exc:
+            except (MountError, ClaimError) as exc:
                 raise click.ClickException(str(exc)) from None
         shown_host = f"[{host}]" if ":" in host else host
         click.echo(f"hoodydb API on http://{shown_host}:{port}  (serving {', '.join(map(str, served))})")

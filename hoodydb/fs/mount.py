@@ -11,8 +11,10 @@ from typing import Any
 
 from hoodydb.fs.affinity import ContentionPin
 from hoodydb.fs.binding import FUSE
+from hoodydb.fs.claim import FSNAME_PREFIX, ClaimError, TreeClaim, probe
 from hoodydb.fs.control import ControlServer, socket_path
 from hoodydb.fs.operations import Passthrough
+from hoodydb.fs.orphan import SERVE_PID_ENV
 from hoodydb.fs.process import is_mounted
 from hoodydb.locks.layout import DEFAULT_PENDING_BYTE, LockLayout
 from hoodydb.locks.manager import LockManager
@@ -64,6 +66,10 @@ def preflight(opts: MountOptions) -> None:
     backing, target = opts.backing.resolve(), mountpoint.resolve()
     if target == backing or backing in target.parents:
         raise MountConfigError("the mountpoint must not be inside the backing directory")
+    try:
+        probe(backing)
+    except ClaimError as exc:
+        raise MountConfigError(str(exc)) from None
 
 
 def _cmdline(pid: int) -> str:
@@ -100,11 +106,17 @@ def run(opts: MountOptions) -> None:
             "backing": str(opts.backing.resolve()),
             "pid": os.getpid(),
             "policy": opts.policy.value,
+            "serve_pid": int(os.environ.get(SERVE_PID_ENV) or 0) or None,  # see orphan.py
             "lock_timeout": opts.lock_timeout,
             "pinned_to_cpu": pin.cpu if pin is not None and pin.pinned else None,
             "databases": databases,
         }
 
+    # Held until unmounted: a second daemon on this tree would keep a second lock table.
+    try:
+        claim = TreeClaim(opts.backing).acquire()
+    except ClaimError as exc:
+        raise MountConfigError(str(exc)) from None
     control = ControlServer(opts.control_socket or socket_path(opts.mountpoint), report)
     control.start()
     if pin is not None:
@@ -116,6 +128,7 @@ def run(opts: MountOptions) -> None:
             pin.close()
         manager.shutdown()
         control.close()
+        claim.release()
 
 
 def _serve(ops: Passthrough, opts: MountOptions) -> None:
@@ -127,7 +140,7 @@ def _serve(ops: Passthrough, opts: MountOptions) -> None:
             debug=opts.debug,
             allow_other=os.geteuid() == 0,
             default_permissions=True,
-            fsname=f"hoodydb:{opts.backing.resolve()}",
+            fsname=f"{FSNAME_PREFIX}{opts.backing.resolve()}",
             subtype="hoodydb",  # the type reads fuse.hoodydb (process.FSTYPE)
             # A waiting lock request occupies a worker thread; enough of them that waiters can
             # never starve the admitted client of threads for its reads and writes.

@@ -94,6 +94,8 @@ class MountProcess:
 
     def start(self) -> MountProcess:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
+        if is_mounted(self.mountpoint):  # else the wait below would take that mount for ours
+            raise MountError(f"{self.mountpoint} is busy: a FUSE file system is already mounted there")
         cmd = [
             sys.executable,
             "-m",
