@@ -92,7 +92,7 @@ def document() -> dict[str, Any]:
                         "201": _json({"type": "object"}, "Created"),
                         **_ERRORS,
                     },
-                }
+                },
             },
             "/api/v1/sqlite/locks": {
                 "get": {

@@ -440,31 +440,50 @@ function svg(tag, attrs, ...children) {
   return el;
 }
 
+/** The chart's time span: from the first sample (at least a minute), at most the last five minutes. */
+function chartSpan(samples, now) {
+  const since = samples.length ? now - samples[0].t : 0;
+  return Math.min(HISTORY_S, Math.max(60, Math.ceil(since / 60) * 60));
+}
+
 function chart(samples) {
   const points = rates(samples);
   const width = 640;
   const height = 140;
-  const pad = { left: 36, right: 8, top: 10, bottom: 20 };
+  const pad = { left: 36, right: 24, top: 10, bottom: 20 };
   const now = Date.now() / 1000;
+  const span = chartSpan(samples, now);
   const top = Math.max(1, ...points.map((p) => Math.max(p[1], p[2])));
-  const x = (t) => pad.left + ((t - (now - HISTORY_S)) / HISTORY_S) * (width - pad.left - pad.right);
+  const x = (t) => pad.left + ((t - (now - span)) / span) * (width - pad.left - pad.right);
   const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
   const line = (i, cls) => svg('polyline', { class: cls, points: points.map((p) => `${x(p[0]).toFixed(1)},${y(p[i]).toFixed(1)}`).join(' ') });
   const grid = [0, 0.5, 1].map((f) =>
-    svg('g', {}, svg('line', { class: 'grid', x1: pad.left, x2: width - pad.right, y1: y(top * f), y2: y(top * f) }), svg('text', { x: pad.left - 6, y: y(top * f) + 4, 'text-anchor': 'end' }, (top * f).toFixed(top * f < 10 && f ? 1 : 0))),
+    svg(
+      'g',
+      {},
+      svg('line', { class: 'grid', x1: pad.left, x2: width - pad.right, y1: y(top * f), y2: y(top * f) }),
+      svg('text', { x: pad.left - 6, y: y(top * f) + 4, 'text-anchor': 'end' }, (top * f).toFixed(top * f < 10 && f ? 1 : 0)),
+    ),
   );
-  const ticks = [300, 240, 180, 120, 60, 0].map((ago) => svg('text', { x: x(now - ago), y: height - 4, 'text-anchor': 'middle' }, ago ? `-${ago / 60} min` : 'now'));
+  const step = span / 60 <= 2 ? 15 : 60;
+  const ticks = [];
+  for (let ago = span; ago >= 0; ago -= step) {
+    const label = ago === 0 ? 'now' : ago % 60 === 0 ? `-${ago / 60} min` : `-${ago} s`;
+    ticks.push(svg('text', { x: x(now - ago), y: height - 4, 'text-anchor': 'middle' }, label));
+  }
   const last = points.at(-1) ?? [now, 0, 0];
+  const minutes = span / 60;
   return h(
     'figure',
     { class: 'chart' },
-    svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Transactions and waits per second over the last five minutes' }, ...grid, ...ticks, line(1, 'tx'), line(2, 'waits')),
+    h('h3', {}, 'Transactions and waits per second'),
+    svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `Transactions and waits per second over the last ${minutes} minutes` }, ...grid, ...ticks, line(1, 'tx'), line(2, 'waits')),
     h(
       'figcaption',
       {},
       h('span', { class: 'key-tx' }, `transactions/s ${last[1].toFixed(1)}`),
       h('span', { class: 'key-waits' }, `waits/s ${last[2].toFixed(1)}`),
-      h('span', { class: 'muted' }, 'over the last 5 minutes, while this page is open'),
+      h('span', { class: 'muted' }, `last ${minutes === 1 ? 'minute' : `${minutes} minutes`}, sampled every second while this page is open`),
     ),
   );
 }

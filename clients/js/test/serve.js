@@ -41,6 +41,8 @@ export async function startServe({ args = [], mount = true } = {}) {
   const where = mount ? ['--data', data, '--mount', mnt] : ['--no-mount', '--root', data];
   const proc = spawn(PYTHON, ['-m', 'hoodydb', 'serve', ...where, '--port', String(port), '--token', token, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    // The mount's control socket goes beside the data, not to /run.
+    env: { ...process.env, HOODYDB_RUNTIME_DIR: join(dir, 'run') },
   });
   let output = '';
   proc.stdout.on('data', (chunk) => (output += chunk));
