@@ -94,6 +94,9 @@ def test_the_console_is_served_at_the_root(api: ServeProcess) -> None:
     missing = httpx.get(f"{api.url}/nope.js")
     assert missing.status_code == 404
     assert missing.json()["code"] == "not_found"
+    # The console's catch-all mount must not make an empty route label in the metrics.
+    metrics = httpx.get(f"{api.url}/metrics").text
+    assert 'route="other",status="200"' in metrics and 'route=""' not in metrics
 
 
 def test_the_new_routes_need_the_token(api: ServeProcess) -> None:
