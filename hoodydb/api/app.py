@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from hoodydb.api import database_list, databases, health, kv, locks, openapi, transactions
 from hoodydb.api.auth import BearerAuthMiddleware
 from hoodydb.api.config import ApiConfig
-from hoodydb.api.console import console_mount
+from hoodydb.api.console import ConsoleMount
 from hoodydb.api.cors import cors_middleware
 from hoodydb.api.errors import handle_http_exception, handle_sql_api_error, handle_unexpected
 from hoodydb.api.metrics import Metrics, MetricsMiddleware
@@ -42,7 +42,7 @@ def routes(metrics: Metrics) -> list[Route]:
 
 def create_app(config: ApiConfig) -> Starlette:
     metrics = Metrics()
-    route_list: list[BaseRoute] = [*routes(metrics), console_mount()]
+    route_list: list[BaseRoute] = [*routes(metrics), ConsoleMount()]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -89,7 +89,7 @@ class MetricsMiddleware:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match != Match.NONE:
-                # The console's catch-all mount at "/" has the path "": its files count as "other".
+                # The console's mount at "/" has the path "": its files count as "other".
                 return str(getattr(route, "path", "")) or "other"
         return "other"
 
