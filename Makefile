@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= $(CURDIR)/var/data
 MOUNT ?= $(CURDIR)/var/mnt
+JS := clients/js
+JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: run test deps lint typecheck dist bench clean
+.PHONY: run test deps lint typecheck js-test screenshots dist bench clean
 
 $(STAMP): pyproject.toml packaging/install-system-deps.sh
 	./packaging/install-system-deps.sh
@@ -16,6 +18,10 @@ $(STAMP): pyproject.toml packaging/install-system-deps.sh
 	touch $(STAMP)
 
 deps: $(STAMP)
+
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
 
 run: $(STAMP)
 	$(BIN)/hoodydb serve --data $(DATA) --mount $(MOUNT)
@@ -27,8 +33,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+# The JavaScript client and the web console: tsc, then node --test against a real serve and mount.
+js-test: $(STAMP) $(JS_STAMP)
+	cd $(JS) && HOODYDB_PYTHON=$(CURDIR)/$(BIN)/python npm test
+
+test: $(STAMP) lint typecheck js-test
 	$(BIN)/pytest
+
+# Retake the console's screenshots in docs/ (the browser test takes them).
+screenshots: $(STAMP) $(JS_STAMP)
+	cd $(JS) && HOODYDB_PYTHON=$(CURDIR)/$(BIN)/python HOODYDB_SCREENSHOT_DIR=$(CURDIR)/docs \
+		node --test test/console.test.js
 
 bench: $(STAMP)
 	HOODYDB_WITH_BENCH_DEPS=1 ./packaging/install-system-deps.sh
@@ -42,4 +57,4 @@ dist: $(STAMP)
 	@echo "built dist/hoodydb.pyz"
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info
+	rm -rf $(VENV) dist build *.egg-info $(JS)/node_modules $(JS)/types

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hoodydb needs to mount (fuse3) and the stock SQLite clients the
-# test suite drives (sqlite3 CLI, PHP, Perl, Ruby). Does nothing when they are all present.
+# test suite drives (sqlite3 CLI, PHP, Perl, Ruby), plus Node.js (unless one is on PATH) and
+# Chromium with a font for the JavaScript client's and the web console's tests. Does nothing when
+# they are all present.
 set -euo pipefail
 pkgs=(fuse3 libfuse3-3 sqlite3 php-cli php-sqlite3 libdbd-sqlite3-perl ruby-sqlite3 util-linux procps systemd)
+pkgs+=(chromium fonts-dejavu-core)
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 [ "${HOODYDB_WITH_BENCH_DEPS:-0}" = 1 ] && pkgs+=(libfuse3-dev pkg-config gcc)
 missing=()
 for p in "${pkgs[@]}"; do

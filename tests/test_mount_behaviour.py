@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hoodydb.fs import control
+from hoodydb import control_client
 from hoodydb.fs.process import FSTYPE, MountProcess, force_unmount, is_mounted, mounted_type
 from tests.conftest import Mounted, MountFactory
 
@@ -227,7 +227,7 @@ def test_background_mount_detaches_into_a_session_of_its_own(tmp_path: Path) -> 
         pid = int(found.group(1))
         assert mounted_type(mnt) == FSTYPE
         assert os.getsid(pid) == pid and os.getsid(pid) != os.getsid(0)
-        report = control.query(control.socket_path(mnt))
+        report = control_client.query(control_client.socket_path(mnt))
         assert (report["pid"], report["lock_timeout"], report["policy"]) == (pid, 7.0, "off")
         conn = sqlite3.connect(mnt / "x.db")
         conn.execute("CREATE TABLE t(v)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from serve_process import ServeProcess
 
-from hoodydb.fs import control
+from hoodydb import control_client as control
 from hoodydb.fs.orphan import started_at
 from hoodydb.fs.process import FSTYPE, MountProcess, force_unmount, is_mounted, mounted_type
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,12 @@ def test_zipapp_builds_and_runs(tmp_path: Path) -> None:
         env=env,
     )
     assert missing.returncode != 0 and "does not exist" in missing.stderr
+    # The web console ships inside, its client a real file (a symlink into clients/js in the source).
+    with zipfile.ZipFile(target) as pyz:
+        names = {name.split("site-packages/", 1)[-1] for name in pyz.namelist()}
+        client = next(n for n in pyz.namelist() if n.endswith("hoodydb/console/hoodydb.js"))
+        assert b"export function createClient" in pyz.read(client)
+    assert {f"hoodydb/console/{name}" for name in ["index.html", "console.js", "console.css"]} <= names
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from hoodydb.api import databases, health, kv, openapi, transactions
+from hoodydb.api import database_list, databases, health, kv, locks, openapi, transactions
 from hoodydb.api.auth import BearerAuthMiddleware
 from hoodydb.api.config import ApiConfig
+from hoodydb.api.console import ConsoleMount
+from hoodydb.api.cors import cors_middleware
 from hoodydb.api.errors import handle_http_exception, handle_sql_api_error, handle_unexpected
 from hoodydb.api.metrics import Metrics, MetricsMiddleware
 from hoodydb.api.state import AppState
@@ -26,6 +28,8 @@ def routes(metrics: Metrics) -> list[Route]:
     return [
         Route(f"{API}/db", transactions.exec_transaction, methods=["POST"]),
         Route(f"{API}/databases", databases.create_database, methods=["POST"]),
+        Route(f"{API}/databases", database_list.list_databases, methods=["GET"]),
+        Route(f"{API}/locks", locks.lock_report, methods=["GET"]),
         Route(f"{API}/kv", kv.list_keys, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.get_key, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.put_key, methods=["PUT"]),
@@ -38,7 +42,7 @@ def routes(metrics: Metrics) -> list[Route]:
 
 def create_app(config: ApiConfig) -> Starlette:
     metrics = Metrics()
-    route_list = routes(metrics)
+    route_list: list[BaseRoute] = [*routes(metrics), ConsoleMount()]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,6 +62,8 @@ def create_app(config: ApiConfig) -> Starlette:
     return Starlette(
         routes=route_list,
         middleware=[
+            # Outermost: a preflight carries no token, and errors need the CORS headers too.
+            *cors_middleware(config.cors_origins),
             Middleware(MetricsMiddleware, metrics=metrics, routes=route_list),
             Middleware(BearerAuthMiddleware, tokens=config.tokens),
         ],

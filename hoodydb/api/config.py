@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.paths import Roots
@@ -19,6 +20,10 @@ class ApiConfig:
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S
     max_open_databases: int = 64
     extra: dict[str, str] = field(default_factory=dict)
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
+    # The mount's control socket, read by the /locks route; None without a mount.
+    control_socket: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.tokens or any(not t for t in self.tokens):

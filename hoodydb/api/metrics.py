@@ -89,7 +89,8 @@ class MetricsMiddleware:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match != Match.NONE:
-                return str(getattr(route, "path", "other"))
+                # The console's mount at "/" has the path "": its files count as "other".
+                return str(getattr(route, "path", "")) or "other"
         return "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -69,6 +69,10 @@ def document() -> dict[str, Any]:
                 }
             },
             "/api/v1/sqlite/databases": {
+                "get": {
+                    "summary": "List the SQLite databases under the served roots.",
+                    "responses": {"200": _json({"type": "object"}), **_ERRORS},
+                },
                 "post": {
                     "summary": "Create an empty database.",
                     "requestBody": {
@@ -88,6 +92,12 @@ def document() -> dict[str, Any]:
                         "201": _json({"type": "object"}, "Created"),
                         **_ERRORS,
                     },
+                },
+            },
+            "/api/v1/sqlite/locks": {
+                "get": {
+                    "summary": "The mount's lock state per database (as `hoodydb locks --json`).",
+                    "responses": {"200": _json({"type": "object"}), **_ERRORS},
                 }
             },
             "/api/v1/sqlite/kv": {

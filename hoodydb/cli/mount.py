@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hoodydb.fs import control
+from hoodydb import control_client
 from hoodydb.fs.process import MountError, MountProcess
 from hoodydb.locks.layout import DEFAULT_PENDING_BYTE
 from hoodydb.locks.types import Policy
@@ -85,7 +85,7 @@ def mount(
             args += [] if kernel_cache else ["--no-kernel-cache"]
             args += [] if pin_under_contention else ["--no-pin-under-contention"]
             args += [f"--pending-byte={pending_byte}"] + (["--debug"] if debug else [])
-            log = control.socket_path(mountpoint).with_suffix(".log")
+            log = control_client.socket_path(mountpoint).with_suffix(".log")
             log.parent.mkdir(parents=True, exist_ok=True)
             child = MountProcess(backing, mountpoint, extra_args=args, detach=True, stderr_path=log).start()
             click.echo(f"mounted {backing} at {mountpoint} (pid {child.pid}, log {log})")
@@ -105,11 +105,11 @@ def locks(mountpoint: str | None, as_json: bool) -> None:
     """Show, per database, who holds the turn, who waits, and the counters.
 
     Without MOUNTPOINT, every mount of this machine that this user can see."""
-    sockets = [control.socket_path(mountpoint)] if mountpoint else list(control.all_sockets())
+    sockets = [control_client.socket_path(mountpoint)] if mountpoint else list(control_client.all_sockets())
     reports = []
     for path in sockets:
         try:
-            reports.append(control.query(path))
+            reports.append(control_client.query(path))
         except ConnectionRefusedError:
             path.unlink(missing_ok=True)  # left by a daemon that was killed
         except OSError as exc:

@@ -11,8 +11,10 @@ from types import FrameType
 
 import click
 
+from hoodydb.api import cors
 from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
 from hoodydb.api.tokens import ENV_VAR, stored_token, tokens_from
+from hoodydb.control_client import socket_path
 from hoodydb.fs.claim import ClaimError, probe
 from hoodydb.fs.orphan import SERVE_PID_ENV, replace_orphan
 from hoodydb.fs.process import MountError, MountProcess
@@ -60,6 +62,12 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     default=DEFAULT_STATEMENT_TIMEOUT_S,
     show_default=True,
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help=f"Browser origin allowed to call the API: https://app.example (repeatable; also ${cors.ENV_VAR}).",
+)
 def serve(
     data: Path | None,
     mountpoint: Path | None,
@@ -72,6 +80,7 @@ def serve(
     max_body_bytes: int,
     busy_timeout: float,
     statement_timeout: float,
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Run the HTTP API; with --data and --mount, run the mount too and serve databases through it.
 
@@ -94,6 +103,8 @@ def serve(
         max_body_bytes=max_body_bytes,
         busy_timeout=busy_timeout,
         statement_timeout=statement_timeout,
+        cors_origins=cors.origins_from(cors_origins, os.environ.get(cors.ENV_VAR)),
+        control_socket=None if no_mount else socket_path(served[0]),
     )
     # Until Hypercorn installs its own handlers, a stop signal must still unwind the ExitStack
     # (and so unmount) rather than kill this process and leave the mount behind.

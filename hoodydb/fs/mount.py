@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hoodydb.control_client import socket_path
 from hoodydb.fs.affinity import ContentionPin
 from hoodydb.fs.binding import FUSE
 from hoodydb.fs.claim import FSNAME_PREFIX, ClaimError, TreeClaim, probe
-from hoodydb.fs.control import ControlServer, socket_path
+from hoodydb.fs.control import ControlServer
 from hoodydb.fs.operations import Passthrough
 from hoodydb.fs.orphan import SERVE_PID_ENV
 from hoodydb.fs.process import is_mounted

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hoodydb.fs import control
+from hoodydb import control_client as control
 from hoodydb.fs.process import MountError, is_mounted
 
 SERVE_PID_ENV = "HOODYDB_SERVE_PID"
