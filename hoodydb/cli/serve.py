@@ -13,7 +13,7 @@ import click
 
 from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
 from hoodydb.api.tokens import ENV_VAR, stored_token, tokens_from
-from hoodydb.fs.process import MountError, MountProcess
+from hoodydb.fs.process import MountError, MountProcess, this_program
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.paths import Roots
 
@@ -98,7 +98,10 @@ def serve(
                 # The mount is a child process: the API must never run inside the FUSE daemon.
                 # Its own session: Ctrl-C in the terminal reaches only serve, which drains the
                 # API and then stops the mount, instead of both stopping at once.
-                stack.enter_context(MountProcess(data, mountpoint, extra_args=args, detach=True))
+                mount = MountProcess(data, mountpoint, extra_args=args, detach=True, program=this_program())
+                # Stopped on the way out even if a stop signal cuts its start short.
+                stack.callback(mount.stop)
+                mount.start()
             except MountError as exc:
                 raise click.ClickException(str(exc)) from None
         shown_host = f"[{host}]" if ":" in host else host
