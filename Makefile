@@ -9,7 +9,7 @@ MOUNT ?= $(CURDIR)/var/mnt
 .PHONY: run test deps lint typecheck dist bench clean
 
 $(STAMP): pyproject.toml packaging/install-system-deps.sh
-	./packaging/install-system-deps.sh
+	PYTHON=$(PYTHON) ./packaging/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
