@@ -11,7 +11,7 @@ JS_STAMP := $(JS)/node_modules/.installed
 .PHONY: run test deps lint typecheck js-test screenshots dist bench clean
 
 $(STAMP): pyproject.toml packaging/install-system-deps.sh
-	./packaging/install-system-deps.sh
+	PYTHON=$(PYTHON) ./packaging/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -49,12 +49,11 @@ bench: $(STAMP)
 	HOODYDB_WITH_BENCH_DEPS=1 ./packaging/install-system-deps.sh
 	$(BIN)/python -m bench
 
-# One self-contained file: a zipapp with every dependency (shiv); needs the same Python minor
-# version on the target (apsw ships compiled code) and fuse3 from the system.
+# Two one-file artifacts and their SHA-256 sums (packaging/build-dist.sh): dist/hoodydb.pyz, a
+# zipapp needing Python 3.11 on the target (apsw ships compiled code), and dist/hoodydb, a
+# PyInstaller binary with Python inside. Both need fuse3 from the system.
 dist: $(STAMP)
-	rm -rf dist && mkdir -p dist
-	$(BIN)/shiv -q -c hoodydb -o dist/hoodydb.pyz -p '/usr/bin/env python3' --reproducible .
-	@echo "built dist/hoodydb.pyz"
+	HOODYDB_VENV_BIN=$(abspath $(BIN)) ./packaging/build-dist.sh dist
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info $(JS)/node_modules $(JS)/types

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -142,7 +143,7 @@ def open_targets(
                     tmp / "noop-mnt",
                     extra_args=mount_args,
                     stderr_path=tmp / "noop-mount.log",
-                    module="bench.noop_locks",
+                    program=[sys.executable, "-m", "bench.noop_locks"],
                 )
             )
             targets["noop-locks"] = Target("noop-locks", mount.mountpoint, mount.pid)

@@ -4,9 +4,16 @@
 # Chromium with a font for the JavaScript client's and the web console's tests. Does nothing when
 # they are all present.
 set -euo pipefail
-pkgs=(fuse3 libfuse3-3 sqlite3 php-cli php-sqlite3 libdbd-sqlite3-perl ruby-sqlite3 util-linux procps systemd)
+pkgs=(fuse3 libfuse3-3 sqlite3 curl php-cli php-sqlite3 libdbd-sqlite3-perl ruby-sqlite3 util-linux procps systemd)
+# PyInstaller (make dist, tests/test_dist.py) needs objdump, and the shared libpython of the
+# interpreter it runs on: Debian's own python3 is linked statically and ships that apart.
+pkgs+=(binutils)
 pkgs+=(chromium fonts-dejavu-core)
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
+py="${PYTHON:-python3}"
+if [ "$("$py" -c 'import sys; print(sys.base_prefix)')" = /usr ]; then
+  pkgs+=("libpython$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')")
+fi
 [ "${HOODYDB_WITH_BENCH_DEPS:-0}" = 1 ] && pkgs+=(libfuse3-dev pkg-config gcc)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from hoodydb import control_client
-from hoodydb.fs.process import MountError, MountProcess
+from hoodydb.fs.process import MountError, MountProcess, this_program
 from hoodydb.locks.layout import DEFAULT_PENDING_BYTE
 from hoodydb.locks.types import Policy
 
@@ -87,7 +87,9 @@ def mount(
             args += [f"--pending-byte={pending_byte}"] + (["--debug"] if debug else [])
             log = control_client.socket_path(mountpoint).with_suffix(".log")
             log.parent.mkdir(parents=True, exist_ok=True)
-            child = MountProcess(backing, mountpoint, extra_args=args, detach=True, stderr_path=log).start()
+            child = MountProcess(
+                backing, mountpoint, extra_args=args, detach=True, stderr_path=log, program=this_program()
+            ).start()
             click.echo(f"mounted {backing} at {mountpoint} (pid {child.pid}, log {log})")
             return
         level = os.environ.get("HOODYDB_LOG_LEVEL", "DEBUG" if debug else "WARNING").upper()

@@ -17,7 +17,7 @@ from hoodydb.api.tokens import ENV_VAR, stored_token, tokens_from
 from hoodydb.control_client import socket_path
 from hoodydb.fs.claim import ClaimError, probe
 from hoodydb.fs.orphan import SERVE_PID_ENV, replace_orphan
-from hoodydb.fs.process import MountError, MountProcess
+from hoodydb.fs.process import MountError, MountProcess, this_program
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.paths import Roots
 
@@ -115,11 +115,14 @@ def serve(
             assert data is not None and mountpoint is not None
             args = [] if lock_timeout is None else [f"--lock-timeout={lock_timeout}"]
             try:
-                _claim_mount(data, mountpoint)
                 # The mount is a child process: the API must never run inside the FUSE daemon.
                 # Its own session: Ctrl-C in the terminal reaches only serve, which drains the
                 # API and then stops the mount, instead of both stopping at once.
-                stack.enter_context(MountProcess(data, mountpoint, extra_args=args, detach=True))
+                _claim_mount(data, mountpoint)
+                mount = MountProcess(data, mountpoint, extra_args=args, detach=True, program=this_program())
+                # Stopped on the way out even if a stop signal cuts its start short.
+                stack.callback(mount.stop)
+                mount.start()
             except (MountError, ClaimError) as exc:
                 raise click.ClickException(str(exc)) from None
         shown_host = f"[{host}]" if ":" in host else host

@@ -96,6 +96,10 @@ def run(opts: MountOptions) -> None:
 
     pin = ContentionPin(lambda: manager.waits, lambda: manager.waiting) if opts.pin_under_contention else None
 
+    # Resolved now: libfuse moves the daemon to / once mounted, and a relative path would then
+    # name the wrong directory.
+    mountpoint, backing = str(opts.mountpoint.resolve()), str(opts.backing.resolve())
+
     def report() -> dict[str, Any]:
         databases = manager.snapshot()
         for db in databases:
@@ -103,8 +107,8 @@ def run(opts: MountOptions) -> None:
                 if entry is not None:
                     entry["command"] = _cmdline(entry["pid"])
         return {
-            "mountpoint": str(opts.mountpoint.resolve()),
-            "backing": str(opts.backing.resolve()),
+            "mountpoint": mountpoint,
+            "backing": backing,
             "pid": os.getpid(),
             "policy": opts.policy.value,
             "serve_pid": int(os.environ.get(SERVE_PID_ENV) or 0) or None,  # see orphan.py

@@ -10,8 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -64,6 +66,54 @@ def force_unmount(mountpoint: str | os.PathLike[str]) -> None:
         subprocess.run(["fusermount3", "-u", "-z", os.fspath(mountpoint)], check=False, capture_output=True)
 
 
+def this_program() -> list[str]:
+    """The command that started this process, without its arguments: how it runs itself again.
+
+    The zipapp (`python3 hoodydb.pyz`), an installed entry point, `python -m hoodydb` and the
+    PyInstaller binary each start a copy of themselves, never some other hoodydb that happens to
+    be importable from the current directory."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]  # the PyInstaller binary itself
+    # orig_argv is the interpreter's own command line: interpreter, its options, then the script
+    # (or -m MODULE, or -c CODE); sys.argv is what follows, with sys.argv[0] standing for it.
+    prefix = sys.orig_argv[: len(sys.orig_argv) - len(sys.argv) + 1]
+    if len(prefix) > 1 and prefix[-2] not in ("-m", "-c") and not prefix[-1].startswith("-"):
+        prefix[-1] = os.path.abspath(prefix[-1])  # the same file, whatever the child's directory
+    return [sys.executable, *prefix[1:]]
+
+
+def _child_env() -> dict[str, str] | None:
+    """A PyInstaller one-file child must unpack itself afresh: by default it would reuse this
+    process's temporary directory, which goes when this process exits (a detached mount)."""
+    if not getattr(sys, "frozen", False):
+        return None
+    return {**os.environ, "PYINSTALLER_RESET_ENVIRONMENT": "1"}
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold stop signals while the child is being forked, and deliver them afterwards.
+
+    A signal handler that raises (as `hoodydb serve`'s does) in the middle of `Popen` would lose
+    the only reference to a child that is already running, and it would go on to mount."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda s, _: held.append(s)) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler installed outside Python; ours stays
+                signal.signal(signum, handler)
+        for signum in held:
+            signal.raise_signal(signum)
+
+
 class MountProcess:
     """`with MountProcess(backing, mountpoint) as m:` runs `hoodydb mount` in the foreground as a child."""
 
@@ -76,7 +126,7 @@ class MountProcess:
         start_timeout: float = 20.0,
         stderr_path: str | os.PathLike[str] | None = None,
         detach: bool = False,
-        module: str = "hoodydb",
+        program: Sequence[str] | None = None,
     ) -> None:
         self.backing = Path(backing)
         self.mountpoint = Path(mountpoint)
@@ -84,7 +134,9 @@ class MountProcess:
         self.start_timeout = start_timeout
         self.stderr_path = stderr_path
         self.detach = detach  # own session: survives the parent and its terminal's Ctrl-C
-        self.module = module  # run as `python -m MODULE mount ...` (the benchmark swaps in its own)
+        # The command before `mount ...`: the CLI passes this_program(); library callers (tests,
+        # the benchmark) run the hoodydb they import.
+        self.program = list(program) if program is not None else [sys.executable, "-m", "hoodydb"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,39 +145,41 @@ class MountProcess:
         return self.proc.pid
 
     def start(self) -> MountProcess:
+        """Start the daemon and wait until it has mounted. If anything interrupts the wait (a
+        stop signal, a timeout), the daemon is stopped before the exception goes on."""
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         if is_mounted(self.mountpoint):  # else the wait below would take that mount for ours
             raise MountError(f"{self.mountpoint} is busy: a FUSE file system is already mounted there")
-        cmd = [
-            sys.executable,
-            "-m",
-            self.module,
-            "mount",
-            str(self.backing),
-            str(self.mountpoint),
-            "--foreground",
-        ]
+        cmd = [*self.program, "mount", str(self.backing), str(self.mountpoint), "--foreground"]
         stderr = open(self.stderr_path, "ab") if self.stderr_path else None  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(
-                cmd + self.extra_args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL if self.detach else None,
-                stderr=stderr,
-                start_new_session=self.detach,
-            )
+            with _stop_signals_held():
+                self.proc = subprocess.Popen(
+                    cmd + self.extra_args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL if self.detach else None,
+                    stderr=stderr,
+                    start_new_session=self.detach,
+                    env=_child_env(),
+                )
+            self._wait_mounted()
+        except BaseException:
+            self.stop()
+            raise
         finally:
             if stderr is not None:
                 stderr.close()
+        return self
+
+    def _wait_mounted(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + self.start_timeout
         while mounted_type(self.mountpoint) != FSTYPE:
             if self.proc.poll() is not None:
                 raise MountError(f"hoodydb mount exited with status {self.proc.returncode} before mounting")
             if time.monotonic() > deadline:
-                self.stop()
                 raise MountError(f"{self.mountpoint} was not mounted within {self.start_timeout} s")
             time.sleep(0.02)
-        return self
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM the daemon (it unmounts itself); kill and lazy-unmount if it does not."""
