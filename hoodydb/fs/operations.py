@@ -375,7 +375,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             fh,
         )
         if cmd == binding.F_GETLK:
-            conflict = self.manager.getlk(req, binding.abort_errno)
+            conflict = self.manager.getlk(req, binding.abort_check(wait=False))
             if conflict is None:
                 fl.l_type = binding.F_UNLCK
             else:
@@ -385,4 +385,4 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 fl.l_len = 0 if conflict.end == EOF_OFFSET else conflict.end - conflict.start
                 fl.l_pid = conflict.pid
             return 0
-        return -self.manager.setlk(req, binding.abort_errno)
+        return -self.manager.setlk(req, binding.abort_check(req.wait))
