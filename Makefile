@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 DATA ?= $(CURDIR)/var/data
 MOUNT ?= $(CURDIR)/var/mnt
 
+NODE_CLIENTS := tests/clients/node_modules/.package-lock.json
+DISKCACHE_TESTS := $(VENV)/diskcache-tests/.unpacked
+
 .PHONY: run test deps lint typecheck dist bench clean
 
 $(STAMP): pyproject.toml packaging/install-system-deps.sh
@@ -14,6 +17,18 @@ $(STAMP): pyproject.toml packaging/install-system-deps.sh
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The Node.js SQLite drivers tests/test_clients.py runs; both compile SQLite (a few minutes).
+$(NODE_CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	cd tests/clients && JOBS=max npm ci --no-audit --no-fund
+
+# python-diskcache's own test suite (in its sdist, not its wheel), for tests/test_mount_unlinked.py.
+$(DISKCACHE_TESTS): $(STAMP)
+	rm -rf $(VENV)/diskcache-tests && mkdir -p $(VENV)/diskcache-tests
+	$(BIN)/pip download -q --no-binary :all: --no-deps -d $(VENV)/diskcache-tests \
+		"diskcache==$$($(BIN)/python -c 'import diskcache; print(diskcache.__version__)')"
+	tar -xzf $(VENV)/diskcache-tests/diskcache-*.tar.gz -C $(VENV)/diskcache-tests
+	touch $@
 
 deps: $(STAMP)
 
@@ -27,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(NODE_CLIENTS) $(DISKCACHE_TESTS) lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -42,4 +57,4 @@ dist: $(STAMP)
 	@echo "built dist/hoodydb.pyz"
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info
+	rm -rf $(VENV) dist build *.egg-info tests/clients/node_modules

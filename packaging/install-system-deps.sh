@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hoodydb needs to mount (fuse3) and the stock SQLite clients the
-# test suite drives (sqlite3 CLI, PHP, Perl, Ruby). Does nothing when they are all present.
+# test suite drives (sqlite3 CLI, PHP, Perl, Ruby, Go's mattn/go-sqlite3, and Node.js with npm
+# and a compiler for the npm drivers). Does nothing when they are all present.
 set -euo pipefail
-pkgs=(fuse3 libfuse3-3 sqlite3 php-cli php-sqlite3 libdbd-sqlite3-perl ruby-sqlite3 golang-go golang-github-mattn-go-sqlite3-dev util-linux procps systemd)
+pkgs=(fuse3 libfuse3-3 sqlite3 php-cli php-sqlite3 libdbd-sqlite3-perl ruby-sqlite3 golang-go golang-github-mattn-go-sqlite3-dev g++ make util-linux procps systemd)
+# Node.js from elsewhere (NodeSource's package carries npm) counts; Debian's splits npm out.
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 [ "${HOODYDB_WITH_BENCH_DEPS:-0}" = 1 ] && pkgs+=(libfuse3-dev pkg-config gcc)
 missing=()
 for p in "${pkgs[@]}"; do
