@@ -145,6 +145,8 @@ def test_signals_that_ask_to_stop_end_the_wait_at_once(mounted: Mounted, sig: si
     assert writer.returncode != 0
     assert "database is locked" in err  # as before: the wait ends, then the handler runs
     assert waiting_pids(mounted) == []
+    counters = next(d for d in locks_report(mounted)["databases"] if d["database"] == "/t.db")["counters"]
+    assert counters["interrupts"] == 1
     end_holder()
     assert rows(db) == ["before"]
 
