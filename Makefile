@@ -8,6 +8,9 @@ MOUNT ?= $(CURDIR)/var/mnt
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
 
+NODE_CLIENTS := tests/clients/node_modules/.package-lock.json
+DISKCACHE_TESTS := $(VENV)/diskcache-tests/.unpacked
+
 .PHONY: run test deps lint typecheck js-test screenshots dist bench clean
 
 $(STAMP): pyproject.toml packaging/install-system-deps.sh
@@ -16,6 +19,18 @@ $(STAMP): pyproject.toml packaging/install-system-deps.sh
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The Node.js SQLite drivers tests/test_clients.py runs; both compile SQLite (a few minutes).
+$(NODE_CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	cd tests/clients && JOBS=max npm ci --no-audit --no-fund
+
+# python-diskcache's own test suite (in its sdist, not its wheel), for tests/test_mount_unlinked.py.
+$(DISKCACHE_TESTS): $(STAMP)
+	rm -rf $(VENV)/diskcache-tests && mkdir -p $(VENV)/diskcache-tests
+	$(BIN)/pip download -q --no-binary :all: --no-deps -d $(VENV)/diskcache-tests \
+		"diskcache==$$($(BIN)/python -c 'import diskcache; print(diskcache.__version__)')"
+	tar -xzf $(VENV)/diskcache-tests/diskcache-*.tar.gz -C $(VENV)/diskcache-tests
+	touch $@
 
 deps: $(STAMP)
 
@@ -37,7 +52,7 @@ typecheck: $(STAMP)
 js-test: $(STAMP) $(JS_STAMP)
 	cd $(JS) && HOODYDB_PYTHON=$(CURDIR)/$(BIN)/python npm test
 
-test: $(STAMP) lint typecheck js-test
+test: $(STAMP) $(NODE_CLIENTS) $(DISKCACHE_TESTS) lint typecheck js-test
 	$(BIN)/pytest
 
 # Retake the console's screenshots in docs/ (the browser test takes them).
@@ -56,4 +71,4 @@ dist: $(STAMP)
 	HOODYDB_VENV_BIN=$(abspath $(BIN)) ./packaging/build-dist.sh dist
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info $(JS)/node_modules $(JS)/types
+	rm -rf $(VENV) dist build *.egg-info $(JS)/node_modules $(JS)/types tests/clients/node_modules

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hoodydb needs to mount (fuse3) and the stock SQLite clients the
-# test suite drives (sqlite3 CLI, PHP, Perl, Ruby), plus Node.js (unless one is on PATH) and
-# Chromium with a font for the JavaScript client's and the web console's tests. Does nothing when
-# they are all present.
+# test suite drives (sqlite3 CLI, PHP, Perl, Ruby, Go's mattn/go-sqlite3, and Node.js with npm
+# and a compiler for the npm drivers), plus Chromium with a font for the JavaScript client's and
+# the web console's tests. Does nothing when they are all present.
 set -euo pipefail
 pkgs=(fuse3 libfuse3-3 sqlite3 curl php-cli php-sqlite3 libdbd-sqlite3-perl ruby-sqlite3 util-linux procps systemd)
+pkgs+=(golang-go golang-github-mattn-go-sqlite3-dev g++ make)
+pkgs+=(chromium fonts-dejavu-core)
 # PyInstaller (make dist, tests/test_dist.py) needs objdump, and the shared libpython of the
 # interpreter it runs on: Debian's own python3 is linked statically and ships that apart.
 pkgs+=(binutils)
-pkgs+=(chromium fonts-dejavu-core)
-command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
+# Node.js from elsewhere (NodeSource's package carries npm) counts; Debian's splits npm out.
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 py="${PYTHON:-python3}"
 if [ "$("$py" -c 'import sys; print(sys.base_prefix)')" = /usr ]; then
   pkgs+=("libpython$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')")

@@ -1,4 +1,5 @@
-"""Real, unmodified SQLite clients on a real mount: the sqlite3 CLI, PHP, Perl, Ruby and Python.
+"""Real, unmodified SQLite clients on a real mount: the sqlite3 CLI, PHP, Perl, Ruby, Python, Go
+(mattn/go-sqlite3) and Node.js (better-sqlite3, node-sqlite3).
 
 Every client uses busy timeout 0 (SQLite's default), so any lock conflict the mount failed to
 absorb would surface as "database is locked". Every transaction reads MAX(v) and inserts MAX(v)+1,
@@ -7,6 +8,7 @@ so serial execution leaves v = 1..rows with no duplicate: a lost update would sh
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -36,6 +38,16 @@ LANGUAGES = {
 PROCESSES_PER_LANGUAGE = 3
 TRANSACTIONS_PER_CLIENT = 40
 PYTHON_WRITERS = 6
+
+# Writers that print "commits errors": Go (built per test session, as Debian ships the driver
+# as source) and the two Node.js drivers (npm ci in tests/clients, run by `make test`).
+NODE_MODULES = CLIENTS / "node_modules"
+NODE_WRITERS = {
+    "better-sqlite3": ["node", str(CLIENTS / "writer-better-sqlite3.js")],
+    "node-sqlite3": ["node", str(CLIENTS / "writer-node-sqlite3.js")],
+}
+WRITERS_PER_CLIENT = 8
+INSERTS_PER_WRITER = 100
 
 
 def _serial_history(db: str) -> tuple[int, int, int, str]:
@@ -139,4 +151,54 @@ def test_php_perl_ruby_and_python_write_one_database(mounted: Mounted, journal_m
     }
     rows, distinct, top, integrity = _serial_history(db)
     assert rows == distinct == top == 3 * expected_each + spec.expected
+    assert integrity == "ok"
+
+
+@pytest.fixture(scope="session")
+def go_writer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/clients/writer.go built against Debian's mattn/go-sqlite3 (GOPATH mode)."""
+    out = tmp_path_factory.mktemp("go")
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": "/usr/share/gocode",
+        "GOCACHE": str(out / "cache"),
+    }
+    binary = out / "writer"
+    subprocess.run(
+        ["go", "build", "-o", str(binary), str(CLIENTS / "writer.go")], env=env, check=True, timeout=600
+    )
+    return str(binary)
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("client", ["go", *NODE_WRITERS])
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_go_and_node_writers_all_succeed(
+    mounted: Mounted, go_writer: str, journal_mode: str, client: str
+) -> None:
+    """8 processes x 100 single-statement inserts, busy timeout 0. Go's runtime sends SIGURG to
+    its threads, also to one waiting in fcntl; it must not cost an insert."""
+    if client != "go":
+        assert NODE_MODULES.is_dir(), "run `make test` (npm ci in tests/clients) first"
+    command = [go_writer] if client == "go" else NODE_WRITERS[client]
+    db = mounted.path(f"{client}-{journal_mode}.db")
+    prepare_database(db, journal_mode)
+    procs = [
+        subprocess.Popen(
+            [*command, db, str(k), str(INSERTS_PER_WRITER)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(WRITERS_PER_CLIENT)
+    ]
+    outcomes = [(p.returncode, out, err) for p in procs for out, err in [p.communicate(timeout=300)]]
+    assert [(code, err) for code, _, err in outcomes if code != 0 or err] == []
+    counts = [tuple(map(int, out.split())) for _, out, _ in outcomes]
+    commits = sum(c for c, _ in counts)
+    assert sum(e for _, e in counts) == 0
+    assert commits == WRITERS_PER_CLIENT * INSERTS_PER_WRITER
+    rows, _, _, integrity = _serial_history(db)
+    assert rows == commits
     assert integrity == "ok"

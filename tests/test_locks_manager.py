@@ -523,17 +523,19 @@ def test_deadlock_victim_gets_eagain_never_a_hang() -> None:
     assert all(d["admitted"] is None and d["waiting"] == [] for d in mgr.snapshot())
 
 
-def test_interrupted_wait_answers_eagain_and_leaves_the_queue(mgr: LockManager) -> None:
+@pytest.mark.parametrize("answer", [errno.EAGAIN, errno.EINTR], ids=["end", "restart"])
+def test_aborted_wait_answers_the_abort_errno_and_leaves_the_queue(mgr: LockManager, answer: int) -> None:
+    """The adapter's abort check decides the answer to an interrupted F_SETLK: EAGAIN ends the
+    wait ("database is locked"), EINTR has the kernel restart the call (a stopped process)."""
     a, b, c = clients(mgr, 3)
     assert a.begin() == 0
     stop = threading.Event()
-    interrupted = Bg(lambda: b.dbf(R, PENDING, abort=lambda: errno.EINTR if stop.is_set() else None))
+    interrupted = Bg(lambda: b.dbf(R, PENDING, abort=lambda: answer if stop.is_set() else None))
     wait_until(lambda: waiting(mgr) == 1)
     queued = Bg(c.begin)
     wait_until(lambda: waiting(mgr) == 2)
     stop.set()
-    # F_SETLK never answers EINTR: the kernel would restart the call.
-    assert interrupted.get() == errno.EAGAIN
+    assert interrupted.get() == answer
     assert interrupted.elapsed < SOON
     snap = db_snapshot(mgr, "db")
     assert snap["counters"]["interrupts"] == 1

@@ -20,9 +20,12 @@ import ctypes
 import errno
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import mfusepy
+
+from hoodydb.fs import signals
 
 _libfuse: Any = mfusepy._libfuse
 _libfuse.fuse_interrupted.restype = ctypes.c_int
@@ -60,15 +63,28 @@ def _pin_thread_state() -> None:
     _thread_state.pinned = True
 
 
-def abort_errno() -> int | None:
-    """Polled by waiting lock requests: EINTR once the client was interrupted (signal, kill),
-    EAGAIN once the daemon is shutting down, None otherwise."""
-    if _libfuse.fuse_interrupted():
-        return errno.EINTR
+def _abort(wait: bool) -> int | None:
+    """Polled by a waiting lock request: EAGAIN once the daemon is shutting down; once the
+    client was interrupted, what its pending signals ask (signals.py); None to go on waiting."""
     fuse = _libfuse.fuse_get_context().contents.fuse
     if fuse and _libfuse.fuse_session_exited(_libfuse.fuse_get_session(fuse)):
         return errno.EAGAIN
-    return None
+    if not _libfuse.fuse_interrupted():
+        return None
+    return signals.answer(request_pid(), wait)
+
+
+def _abort_setlk() -> int | None:
+    return _abort(wait=False)
+
+
+def _abort_setlkw() -> int | None:
+    return _abort(wait=True)
+
+
+def abort_check(wait: bool) -> Callable[[], int | None]:
+    """The abort check for a lock request: F_SETLKW (`wait`) or F_SETLK and F_GETLK."""
+    return _abort_setlkw if wait else _abort_setlk
 
 
 def _fh(fip: Any) -> int | None:

@@ -4,6 +4,12 @@ Every operation on an open file goes through its file descriptor, never its path
 SQLite unlinks while they are open (-journal, -wal) keep working, and with `nullpath_ok` libfuse
 does not have to build paths at all. Locks are translated here and decided by the lock manager.
 
+A file unlinked while open keeps a name in libfuse, which then renames it to a hidden one
+instead of unlinking it, so that calls without a file handle (fstat: the kernel sends none)
+still find it. Here that rename unlinks the backing file at once and keeps a descriptor of it
+under the hidden name (`unlinked`), so nothing hidden ever appears in the backing directory or
+in a listing, and the name goes when libfuse unlinks it after the last close.
+
 An OSError raised here reaches the client as its errno: mfusepy's wrapper does that translation.
 """
 
@@ -13,6 +19,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -32,6 +39,11 @@ log = logging.getLogger(__name__)
 _KINDS = {binding.F_RDLCK: LockKind.READ, binding.F_WRLCK: LockKind.WRITE, binding.F_UNLCK: LockKind.UNLOCK}
 _FLOCK_TYPES = {LockKind.READ: binding.F_RDLCK, LockKind.WRITE: binding.F_WRLCK}
 FUSE_CAP_AUTO_INVAL_DATA = 1 << 12
+# libfuse's name for a file unlinked while open: ".fuse_hidden" + node id + counter, in hex.
+HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")
+# libfuse counts a file open until our release has returned: how long after its last close a
+# rename to a hidden name is still libfuse's hiding (the kernel sends RELEASE asynchronously).
+CLOSING_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +77,10 @@ def byte_range(l_start: int, l_len: int) -> tuple[int, int]:
     return l_start, l_start + l_len
 
 
+def _key(st: os.stat_result) -> FileKey:
+    return (st.st_dev, st.st_ino)
+
+
 class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     use_ns = True  # times as integer nanoseconds
 
@@ -83,7 +99,10 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         self.handles: dict[int, Handle] = {}
         self.open_count: dict[FileKey, int] = {}
         self.freshness = CacheFreshness(enabled=kernel_cache)
-        self._handles_mu = threading.Lock()  # guards handles, open_count and freshness
+        # libfuse's hidden name of each file unlinked while open -> a descriptor of it, ours
+        self.unlinked: dict[str, int] = {}
+        self._last_closed: dict[FileKey, float] = {}  # files closed for good recently, oldest first
+        self._handles_mu = threading.Lock()  # guards handles, open_count, freshness and unlinked
         self._as_root = os.geteuid() == 0
 
     def _real(self, path: str) -> str:
@@ -99,8 +118,10 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def init_with_config(self, conn: Any, config: Any) -> None:
-        config.nullpath_ok = 1  # descriptor-based: unlinked open files need no path
-        config.hard_remove = 1  # unlink at once: no .fuse_hidden* files
+        config.nullpath_ok = 1  # descriptor-based: open files need no path
+        # Unlinking an open file renames it to a hidden name in libfuse (see `rename`): fstat of
+        # it comes with no file handle, and without a name libfuse answers ESTALE.
+        config.hard_remove = 0
         config.use_ino = 1
         config.attr_timeout = self.attr_timeout
         config.entry_timeout = self.attr_timeout
@@ -118,7 +139,23 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
 
     def getattr(self, path: str | None, fh: int | None = None) -> os.stat_result:
         """The backing file's stat, as it is: binding.py copies it into libfuse's struct."""
-        return os.fstat(fh) if fh is not None else os.lstat(self._real(path or "/"))
+        if fh is not None:
+            return os.fstat(fh)
+        if path in self.unlinked:
+            with self._descriptor(path, None) as fd:
+                if fd is not None:
+                    return os.fstat(fd)
+        return os.lstat(self._real(path or "/"))
+
+    @contextlib.contextmanager
+    def _descriptor(self, path: str | None, fh: int | None) -> Iterator[int | None]:
+        """The descriptor a call on `path` or open file `fh` acts on: `fh`, or the one kept for a
+        file unlinked while open, held for the call (`unlink` closes it under the same lock)."""
+        if fh is not None or path not in self.unlinked:
+            yield fh
+            return
+        with self._handles_mu:
+            yield self.unlinked.get(path or "")
 
     def access(self, path: str, amode: int) -> int:
         if not os.access(self._real(path), amode):
@@ -142,18 +179,21 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         } | {"f_namemax": sv.f_namemax}
 
     def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
-        os.chmod(fh if fh is not None else self._real(path or "/"), mode)
+        with self._descriptor(path, fh) as fd:
+            os.chmod(fd if fd is not None else self._real(path or "/"), mode)
         return 0
 
     def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
-        if fh is not None:
-            os.fchown(fh, uid, gid)
-        else:
-            os.lchown(self._real(path or "/"), uid, gid)
+        with self._descriptor(path, fh) as fd:
+            if fd is not None:
+                os.fchown(fd, uid, gid)
+            else:
+                os.lchown(self._real(path or "/"), uid, gid)
         return 0
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
-        os.truncate(fh if fh is not None else self._real(path or "/"), length)
+        with self._descriptor(path, fh) as fd:
+            os.truncate(fd if fd is not None else self._real(path or "/"), length)
         return 0
 
     def utimens(
@@ -162,18 +202,19 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         """Times in ns; None keeps one as it is (UTIME_OMIT), -1 means now (UTIME_NOW)."""
         # Through the descriptor when there is one (the file may be unlinked); never follow a
         # symlink by path.
-        target: int | str = fh if fh is not None else self._real(path or "/")
-        follow = fh is not None
-        if times is None:
-            os.utime(target, follow_symlinks=follow)
-            return 0
-        st = os.stat(target, follow_symlinks=follow)
-        now = time.time_ns()
-        atime, mtime = (
-            now if t == -1 else current if t is None else t
-            for t, current in zip(times, (st.st_atime_ns, st.st_mtime_ns), strict=True)
-        )
-        os.utime(target, ns=(atime, mtime), follow_symlinks=follow)
+        with self._descriptor(path, fh) as fd:
+            target: int | str = fd if fd is not None else self._real(path or "/")
+            follow = fd is not None
+            if times is None:
+                os.utime(target, follow_symlinks=follow)
+                return 0
+            st = os.stat(target, follow_symlinks=follow)
+            now = time.time_ns()
+            atime, mtime = (
+                now if t == -1 else current if t is None else t
+                for t, current in zip(times, (st.st_atime_ns, st.st_mtime_ns), strict=True)
+            )
+            os.utime(target, ns=(atime, mtime), follow_symlinks=follow)
         return 0
 
     # -- names -------------------------------------------------------------------------------------
@@ -201,6 +242,12 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
     def unlink(self, path: str) -> int:
+        if path in self.unlinked:  # libfuse lets go of a hidden name after the file's last close
+            with self._handles_mu:
+                fd = self.unlinked.pop(path, None)
+            if fd is not None:
+                os.close(fd)
+                return 0
         os.unlink(self._real(path))
         return 0
 
@@ -209,8 +256,44 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
     def rename(self, old: str, new: str) -> int:
+        head, name = os.path.split(new)
+        if HIDDEN_NAME.fullmatch(name) and os.path.dirname(old) == head and self._hide(old, new):
+            return 0
         os.rename(self._real(old), self._real(new))
         return 0
+
+    def _hide(self, path: str, hidden: str) -> bool:
+        """libfuse hides `path`, open and being unlinked (or replaced by a rename): unlink it
+        here and keep a descriptor of it as `hidden`. False if the file is not open and was not
+        just closed: a client's own rename to such a name.
+
+        A file whose last RELEASE is under way is hidden with no descriptor: libfuse 3.14 may
+        then never unlink the hidden name, which must not be left in the backing directory."""
+        real = self._real(path)
+        key = _key(os.lstat(real))
+        with self._handles_mu:
+            fd = next((h.fd for h in self.handles.values() if h.file == key), None)
+            closed_at = self._last_closed.get(key)
+            if fd is None and (closed_at is None or time.monotonic() - closed_at > CLOSING_SECONDS):
+                return False
+            kept = os.dup(fd) if fd is not None else None
+            try:
+                os.unlink(real)
+            except OSError:
+                if kept is not None:
+                    os.close(kept)
+                raise
+            if kept is not None:
+                self.unlinked[hidden] = kept
+        return True
+
+    def _note_last_close(self, key: FileKey) -> None:
+        now = time.monotonic()
+        closed = self._last_closed
+        closed.pop(key, None)
+        closed[key] = now
+        while now - next(iter(closed.values())) > CLOSING_SECONDS:
+            del closed[next(iter(closed))]
 
     # -- directories -------------------------------------------------------------------------------
 
@@ -257,9 +340,11 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     def _open(self, path: str, flags: int, mode: int = 0o666) -> int:
         real = self._real(path)
         readonly = (flags & os.O_ACCMODE) == os.O_RDONLY
-        fd = os.open(real, flags & ~os.O_DIRECT, mode)
+        with self._descriptor(path, None) as kept:
+            source = real if kept is None else f"/proc/self/fd/{kept}"  # reopened by its hidden name
+            fd = os.open(source, flags & ~os.O_DIRECT, mode)
         st = os.fstat(fd)
-        key = (st.st_dev, st.st_ino)
+        key = _key(st)
         role = classify(path) if stat.S_ISREG(st.st_mode) else FileRole.OTHER
         db: FileKey | None = None
         if role is FileRole.DATABASE:
@@ -343,6 +428,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 os.close(fh)
             self.freshness.released(fh, handle.file, handle.cache, st, last=not left)
             if not left:
+                self._note_last_close(handle.file)
                 # Nobody has the file open any more, so nobody can hold a lock on it: drop any
                 # that a lost FLUSH left behind rather than let them block the next client.
                 # (Under the handle lock, so that an open racing with this release is not
@@ -375,7 +461,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             fh,
         )
         if cmd == binding.F_GETLK:
-            conflict = self.manager.getlk(req, binding.abort_errno)
+            conflict = self.manager.getlk(req, binding.abort_check(wait=False))
             if conflict is None:
                 fl.l_type = binding.F_UNLCK
             else:
@@ -385,4 +471,4 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 fl.l_len = 0 if conflict.end == EOF_OFFSET else conflict.end - conflict.start
                 fl.l_pid = conflict.pid
             return 0
-        return -self.manager.setlk(req, binding.abort_errno)
+        return -self.manager.setlk(req, binding.abort_check(req.wait))

@@ -47,7 +47,8 @@ WRITE_BYTE = (SHM_WRITE, SHM_WRITE + 1)
 DMS_BYTE = (SHM_DMS, SHM_DMS + 1)
 
 AbortCheck = Callable[[], int | None]
-"""Polled while a request waits: an errno to give up with (client interrupted, daemon exiting)."""
+"""Polled while a request waits: None to go on, or the errno to answer at once, as it is (the
+adapter knows what the client's signals ask, and what the kernel does with each answer)."""
 
 
 def _never() -> int | None:
@@ -82,6 +83,7 @@ class _Waiter:
     owner: Owner
     cond: threading.Condition
     blockers: Callable[[], set[Owner]]
+    aborted: bool = False  # the abort check ended the wait: its errno is the answer
 
 
 class LockManager:
@@ -129,9 +131,8 @@ class LockManager:
     def setlk(self, req: LockRequest, abort: AbortCheck = _never) -> int:
         """F_SETLK / F_SETLKW. Returns 0, or the errno to answer.
 
-        F_SETLK only ever gets EAGAIN: the kernel restarts a lock call answered EINTR (so Ctrl-C
-        would not reach a waiting client) and SQLite calls EDEADLK an I/O error. F_SETLKW gets
-        POSIX's answers: EINTR when interrupted, EDEADLK for a cycle.
+        F_SETLK gets EAGAIN, or the abort check's errno: SQLite calls EDEADLK an I/O error.
+        F_SETLKW gets POSIX's answers: EINTR when interrupted, EDEADLK for a cycle.
         """
         with self._mu:
             err = self._unlock(req) if req.kind is LockKind.UNLOCK else self._lock(req, abort)
@@ -324,16 +325,18 @@ class LockManager:
             ahead.discard(req.owner)
             return ahead
 
-        err = self._wait(_Waiter(req.owner, cond, blockers), lambda: ticket.admitted, deadline, abort, gate)
+        waiter = _Waiter(req.owner, cond, blockers)
+        err = self._wait(waiter, lambda: ticket.admitted, deadline, abort, gate)
         if err:
             if not ticket.admitted:
                 gate.cancel(ticket)
             elif gate.is_admitted(req.owner):
                 gate.leave(req.owner)  # admitted at the last moment but giving up: pass the turn on
             counters = gate.counters
-            if err == errno.EINTR:
+            if waiter.aborted:
                 counters.interrupts += 1
-            elif err == errno.EDEADLK:
+                return err
+            if err == errno.EDEADLK:
                 counters.victims += 1
             else:
                 counters.timeouts += 1
@@ -441,7 +444,7 @@ class LockManager:
                 for other in f.waiters:
                     other.cond.notify()  # the newcomers held behind it go on
         if err:
-            return err if req.wait else errno.EAGAIN
+            return err if req.wait or waiter.aborted else errno.EAGAIN
         self._grant(f, db, req)
         return 0
 
@@ -586,6 +589,7 @@ class LockManager:
                 err = abort()
                 if err:
                     log.debug("aborted: %s errno %d", waiter.owner, err)
+                    waiter.aborted = True
                     return err
                 if deadline is not None and now >= deadline:
                     return errno.EAGAIN
