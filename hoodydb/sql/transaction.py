@@ -153,6 +153,14 @@ def translate(exc: BaseException) -> SqlApiError | None:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, apsw.ConstraintError):
         return SqlApiError(errors.CONSTRAINT_VIOLATION, message)
+    if isinstance(exc, apsw.AuthError):
+        return SqlApiError(
+            errors.SQL_ERROR,
+            "not authorized: the API refuses ATTACH/DETACH, creating TEMP objects and PRAGMAs "
+            "outside its allowlist (docs/http-api.md, Security)",
+        )
+    if isinstance(exc, apsw.TooBigError):
+        return SqlApiError(errors.SQL_ERROR, f"{message} (the API's limit on one value or LIKE pattern)")
     if isinstance(exc, apsw.InterruptError):
         return SqlApiError(
             errors.STATEMENT_TIMEOUT, "the statement ran past its time limit and was interrupted"
@@ -198,7 +206,16 @@ def _run_query(gc: GuardedConnection, item: Item, fmt: ResultFormat) -> JsonObje
         return True
 
     cursor.exec_trace = remember_headers
-    rows = [[json_cell(v) for v in row] for row in cursor.execute(item.sql, item.values)]
+    budget = gc.result_budget
+    rows: list[list[object]] = []
+    try:
+        for row in cursor.execute(item.sql, item.values):
+            cells = [json_cell(v) for v in row]
+            # Map results repeat the column names in every row.
+            budget.take(cells, 0 if fmt == "list" else sum(map(len, headers)))
+            rows.append(cells)
+    finally:
+        cursor.close()
     if fmt == "list":
         return {"success": True, "resultHeaders": headers, "resultSet": rows}
     return {"success": True, "resultSet": [dict(zip(headers, row, strict=False)) for row in rows]}
@@ -242,7 +259,7 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
                 req_idx=idx,
                 transient=error.transient,
             ) from None
-        if not item.no_fail or error.code == errors.STATEMENT_TIMEOUT or error.transient:
+        if not item.no_fail or error.code in _FATAL or error.transient:
             raise error.at_item(idx) from None
         gc.control(f"ROLLBACK TO {savepoint}")
         gc.control(f"RELEASE {savepoint}")
@@ -254,6 +271,8 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
     return result
 
 
+# Limits of the request as a whole: no item may survive them, noFail or not.
+_FATAL = frozenset({errors.STATEMENT_TIMEOUT, errors.RESULT_TOO_LARGE})
 # How often a transaction that hit a transient error (nothing committed) is run again.
 TRANSIENT_RETRIES = 3
 
@@ -276,7 +295,7 @@ def execute_transaction(gc: GuardedConnection, request: TransactionRequest) -> l
 def _execute_once(gc: GuardedConnection, request: TransactionRequest) -> list[JsonObject]:
     if gc.in_transaction:  # never expected; a leftover transaction must not swallow this one
         gc.control("ROLLBACK")
-    gc.start_deadline()
+    gc.start_request()
     try:
         try:
             gc.control("BEGIN IMMEDIATE" if request.writes else "BEGIN")
