@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import apsw
@@ -25,7 +26,7 @@ from hoodydb.api.state import app_state
 CHECK_TIMEOUT_S = 5.0
 
 
-def _check(roots: list[str]) -> str | None:
+def check(roots: list[str]) -> str | None:
     """What is wrong, or None."""
     for root in roots:
         if not os.path.isdir(root):
@@ -45,8 +46,16 @@ def _check(roots: list[str]) -> str | None:
 class HealthCheck:
     """At most one check in flight; callers share it."""
 
-    def __init__(self, roots: list[str]) -> None:
+    def __init__(
+        self,
+        roots: list[str],
+        *,
+        timeout: float = CHECK_TIMEOUT_S,
+        checker: Callable[[list[str]], str | None] = check,
+    ) -> None:
         self._roots = roots
+        self._timeout = timeout
+        self._checker = checker
         self._running: Future[str | None] | None = None
         self._lock = threading.Lock()
 
@@ -58,7 +67,7 @@ class HealthCheck:
 
                 def run() -> None:
                     try:
-                        future.set_result(_check(self._roots))
+                        future.set_result(self._checker(self._roots))
                     except BaseException as exc:
                         future.set_exception(exc)
 
@@ -68,9 +77,9 @@ class HealthCheck:
     async def problem(self) -> str | None:
         running = self._start()
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(running)), CHECK_TIMEOUT_S)
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(running)), self._timeout)
         except TimeoutError:
-            return f"the health check did not finish within {CHECK_TIMEOUT_S:g} s (a hung mount?)"
+            return f"the health check did not finish within {self._timeout:g} s (a hung mount?)"
 
 
 def _health_check(request: Request) -> HealthCheck:
