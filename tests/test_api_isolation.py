@@ -8,18 +8,26 @@ the tests stay fast; the defaults are in `hoodydb/sql/limits.py`.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import pytest
 from serve_process import ServeProcess
+
+from hoodydb.api.health import HealthCheck, check
+from hoodydb.cli.limit_options import MOUNT_LOCK_TIMEOUT_S, statement_timeout_for
+from hoodydb.fs.mount import MountOptions
+from hoodydb.fs.process import force_unmount
 
 STATEMENT_TIMEOUT = 2.0
 LIMITS = [
@@ -46,7 +54,8 @@ def api(tmp_path: Path) -> Iterator[ServeProcess]:
 
 
 def root_of(api: ServeProcess) -> Path:
-    return Path(api.cmd[api.cmd.index("--root") + 1])
+    flag = "--root" if "--root" in api.cmd else "--mount"
+    return Path(api.cmd[api.cmd.index(flag) + 1])
 
 
 def tx(
@@ -404,3 +413,90 @@ def test_kv_keys_that_are_not_utf8_are_refused(api: ServeProcess) -> None:
     assert [i["key"] for i in api.client.get("/api/v1/sqlite/kv", params={"db": "t.db"}).json()["items"]] == [
         "été"
     ]
+
+
+def test_healthz_fails_when_a_root_is_gone(api: ServeProcess) -> None:
+    assert httpx.get(f"{api.url}/healthz").status_code == 200
+    root = root_of(api)
+    root.rename(root.with_name("moved"))
+    try:
+        response = httpx.get(f"{api.url}/healthz")
+        assert response.status_code == 503 and response.json()["code"] == "unavailable"
+    finally:
+        root.with_name("moved").rename(root)
+
+
+def test_a_hung_health_check_is_not_started_again() -> None:
+    release = threading.Event()
+    started: list[int] = []
+
+    def hung(roots: list[str]) -> str | None:
+        started.append(1)
+        release.wait(10)
+        return None
+
+    health = HealthCheck(["/"], timeout=0.2, checker=hung)
+
+    async def ask(n: int) -> list[str | None]:
+        return list(await asyncio.gather(*(health.problem() for _ in range(n))))
+
+    answers = asyncio.run(ask(10)) + asyncio.run(ask(10))
+    assert all(a is not None and "did not finish" in a for a in answers)
+    assert len(started) == 1  # one stuck thread, however often it is asked
+    release.set()
+    time.sleep(0.1)
+    assert asyncio.run(ask(1)) == [None] and len(started) == 2
+    assert health_check_of_sqlite_works()
+
+
+def health_check_of_sqlite_works() -> bool:
+    return check([str(Path.cwd())]) is None
+
+
+# --- the statement timeout and the mount's lock timeout ------------------------------------------
+
+
+def test_the_default_statement_timeout_stays_below_the_lock_timeout() -> None:
+    assert MountOptions.__dataclass_fields__["lock_timeout"].default == MOUNT_LOCK_TIMEOUT_S
+    assert statement_timeout_for(None, None, mounted=True) < MOUNT_LOCK_TIMEOUT_S
+    assert statement_timeout_for(None, 3.0, mounted=True) == 2.0
+    assert statement_timeout_for(None, 3.0, mounted=False) == statement_timeout_for(None, None, mounted=False)
+    assert statement_timeout_for(1.0, 3.0, mounted=True) == 1.0
+    with pytest.raises(click.UsageError):
+        statement_timeout_for(40.0, None, mounted=True)
+
+
+@pytest.mark.fuse
+def test_an_http_reader_never_makes_a_native_writer_time_out(tmp_path: Path) -> None:
+    data, mnt = tmp_path / "data", tmp_path / "mnt"
+    # --lock-timeout 3 and no --statement-timeout: the API's is tied to 2 s.
+    server = ServeProcess(["--data", str(data), "--mount", str(mnt), "--lock-timeout", "3"], tmp_path)
+    try:
+        server.start()
+        new_db(server)
+        assert tx(server, "t.db", st("INSERT INTO people (name) VALUES ('http')")).status_code == 200
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reader = pool.submit(
+                tx,
+                server,
+                "t.db",
+                q("SELECT count(*) FROM people"),
+                q(ENDLESS.replace("FROM c", "FROM c, people")),
+            )
+            time.sleep(0.5)  # the reader holds the database now
+            started = time.monotonic()
+            native = subprocess.run(
+                ["sqlite3", str(mnt / "t.db"), "INSERT INTO people (name) VALUES ('native')"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            waited = time.monotonic() - started
+            response = reader.result(timeout=60)
+        assert native.returncode == 0, native.stderr
+        assert waited > 1.0  # it did queue behind the reader, and got its turn within 3 s
+        assert response.status_code == 400 and response.json()["code"] == "statement_timeout"
+        assert names_in_file(mnt / "t.db") == ["http", "native"]
+    finally:
+        server.stop()
+        force_unmount(mnt)
