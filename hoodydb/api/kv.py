@@ -42,7 +42,7 @@ def _parse_etags(header: str) -> tuple[bool, frozenset[int]]:
         tag = raw.strip().removeprefix("W/").strip('"')
         if tag == "*":
             star = True
-        elif tag.isdigit() and len(tag) < 20:
+        elif tag.isascii() and tag.isdigit() and len(tag) < 20:
             versions.add(int(tag))
     return star, frozenset(versions)
 
@@ -150,7 +150,8 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIST_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= kv.MAX_LIST_LIMIT:
+    # isascii: "²" is a digit to str.isdigit but not to int().
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= kv.MAX_LIST_LIMIT:
         raise SqlApiError(codes.BAD_REQUEST, f"limit must be an integer from 1 to {kv.MAX_LIST_LIMIT}")
     return int(raw)
 
