@@ -5,7 +5,8 @@ fills a table natively (sqlite3), then:
 
 - sends `SELECT id, name FROM t` (every row) once and reports the status, the response size and the
   server's RSS before, at its peak (VmHWM) and after;
-- sends N ordinary point queries one after another and reports their p50 / p99 latency.
+- sends N ordinary point queries one after another and reports their p50 / p99 latency and the
+  server's CPU time per query (steadier than latency on a shared machine).
 
 The API caps a response (`--max-result-rows`, `--max-result-bytes`), so the big query is refused
 with `result_too_large` instead of growing the server's memory with the result.
@@ -36,6 +37,12 @@ def _status_kb(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used: less sensitive to a busy machine than latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _fill(path: Path, rows: int) -> None:
@@ -80,16 +87,19 @@ def run(rows: int, requests: int) -> None:
                     f"{peak / 1024:.0f} MB peak, {after / 1024:.0f} MB after"
                 )
                 latencies = []
+                cpu = _cpu_s(proc.pid)
                 for i in range(requests):
                     point["transaction"][0]["values"] = [i % rows + 1]
                     started = time.perf_counter()
                     client.post("/api/v1/sqlite/db", params={"db": "big.db"}, json=point).raise_for_status()
                     latencies.append(time.perf_counter() - started)
+                cpu_ms = (_cpu_s(proc.pid) - cpu) * 1000 / requests
                 latencies.sort()
                 p50 = statistics.median(latencies) * 1000
                 print(
                     f"{requests} point queries, one at a time: p50 {p50:.2f} ms, "
-                    f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms"
+                    f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms, "
+                    f"server CPU {cpu_ms:.2f} ms per query"
                 )
         finally:
             terminate(proc, 30.0)

@@ -49,10 +49,12 @@ class ResultBudget:
         self.rows_left = limits.max_result_rows
         self.bytes_left = limits.max_result_bytes
 
-    def take(self, cells: list[object], overhead: int) -> None:
-        """Count one row; its size is estimated as its text plus `overhead` + 8 bytes per cell."""
-        self.rows_left -= 1
-        self.bytes_left -= overhead + 8 * len(cells) + sum(len(c) for c in cells if type(c) is str)
+    def take(self, rows: list[list[object]], overhead: int) -> None:
+        """Count rows; each is estimated as its text plus `overhead` + 8 bytes per cell."""
+        self.rows_left -= len(rows)
+        cells = [c for row in rows for c in row]
+        text = sum([len(c) for c in cells if type(c) is str])
+        self.bytes_left -= text + 8 * len(cells) + overhead * len(rows)
         if self.rows_left < 0:
             raise SqlApiError(
                 errors.RESULT_TOO_LARGE,

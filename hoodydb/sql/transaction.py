@@ -194,6 +194,17 @@ def translate(exc: BaseException) -> SqlApiError | None:
     return None
 
 
+# SQLite values that are already JSON: skipping json_cell() for them pays for the result budget.
+_AS_IS = frozenset({int, str, type(None)})
+# Rows between two checks of the result budget: a response overshoots the cap by less than this.
+_COUNT_EVERY = 64
+
+
+def _header_bytes(headers: list[str], fmt: ResultFormat) -> int:
+    """Bytes a row adds besides its cells: map results repeat the column names in every row."""
+    return 0 if fmt == "list" else sum(map(len, headers))
+
+
 def _run_query(gc: GuardedConnection, item: Item, fmt: ResultFormat) -> JsonObject:
     cursor = gc.conn.cursor()
     headers: list[str] = []
@@ -208,12 +219,15 @@ def _run_query(gc: GuardedConnection, item: Item, fmt: ResultFormat) -> JsonObje
     cursor.exec_trace = remember_headers
     budget = gc.result_budget
     rows: list[list[object]] = []
+    counted = 0
     try:
         for row in cursor.execute(item.sql, item.values):
-            cells = [json_cell(v) for v in row]
-            # Map results repeat the column names in every row.
-            budget.take(cells, 0 if fmt == "list" else sum(map(len, headers)))
-            rows.append(cells)
+            rows.append([v if type(v) in _AS_IS else json_cell(v) for v in row])
+            # Counted in chunks: per row, the accounting would cost as much as the row itself.
+            if len(rows) - counted == _COUNT_EVERY:
+                budget.take(rows[counted:], _header_bytes(headers, fmt))
+                counted = len(rows)
+        budget.take(rows[counted:], _header_bytes(headers, fmt))
     finally:
         cursor.close()
     if fmt == "list":

@@ -52,6 +52,8 @@ class JobTiming:
 
 
 Observer = Callable[[JobTiming], None]
+# How long a job runs before the pool starts watching whether its caller is still there.
+WATCH_AFTER_S = 0.1
 
 
 @dataclass
@@ -245,17 +247,36 @@ class DatabasePool:
         result: asyncio.Future[T] = asyncio.wrap_future(work.future)
         if gone is None:
             return await result
-        watcher = asyncio.ensure_future(gone())
-        waiting: set[asyncio.Future[Any]] = {result, watcher}
+        loop = asyncio.get_running_loop()
+        left = False
+        watcher: asyncio.Task[None] | None = None
+
+        async def watch() -> None:
+            nonlocal left
+            await gone()
+            left = True
+            work.cancel()
+
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = loop.create_task(watch())
+
+        # Most jobs finish within milliseconds: watching each one for a disconnect would cost more
+        # than it saves, so only jobs still unfinished after a moment are watched.
+        timer = loop.call_later(WATCH_AFTER_S, start_watching)
         try:
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            return await result
+        except asyncio.CancelledError:
+            if not left:  # this task itself was cancelled (shutdown): the work goes too
+                work.cancel()
+                raise
+        except Exception:
+            if not left:
+                raise
         finally:
-            watcher.cancel()
-        if result in done:
-            return result.result()
-        work.cancel()
-        # The outcome no longer matters; fetch it so asyncio does not report it as never retrieved.
-        result.add_done_callback(lambda f: f.cancelled() or f.exception())
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
         raise SqlApiError(errors.CLIENT_GONE, "the client went away; its request was cancelled")
 
     async def create(self, path: Path) -> None:
