@@ -426,7 +426,19 @@ def test_healthz_fails_when_a_root_is_gone(api: ServeProcess) -> None:
         root.with_name("moved").rename(root)
 
 
-def test_a_hung_health_check_is_not_started_again() -> None:
+def test_healthz_fails_when_sqlite_does_not_work_in_the_root(api: ServeProcess) -> None:
+    probe = root_of(api) / ".hoodydb" / "health.db"
+    assert httpx.get(f"{api.url}/healthz").status_code == 200 and probe.exists()
+    probe.write_bytes(b"not a database " * 1000)
+    try:
+        response = httpx.get(f"{api.url}/healthz")
+        assert response.status_code == 503 and "SQLite does not work" in response.json()["error"]
+    finally:
+        probe.unlink()
+    assert httpx.get(f"{api.url}/healthz").status_code == 200
+
+
+def test_a_hung_health_check_is_not_started_again(tmp_path: Path) -> None:
     release = threading.Event()
     started: list[int] = []
 
@@ -446,11 +458,7 @@ def test_a_hung_health_check_is_not_started_again() -> None:
     release.set()
     time.sleep(0.1)
     assert asyncio.run(ask(1)) == [None] and len(started) == 2
-    assert health_check_of_sqlite_works()
-
-
-def health_check_of_sqlite_works() -> bool:
-    return check([str(Path.cwd())]) is None
+    assert check([str(tmp_path)]) is None  # the real check, for comparison
 
 
 # --- the statement timeout and the mount's lock timeout ------------------------------------------

@@ -1,9 +1,10 @@
-"""`GET /healthz`: 200 when every root (the mount, under `serve`) answers and SQLite works, else 503.
+"""`GET /healthz`: 200 when every root (the mount, under `serve`) answers and SQLite works there.
 
-The check runs on its own thread, one at a time: on a hung mount that thread stays stuck in
-`stat()`, and later calls answer 503 at once instead of piling up more stuck threads (or using up
-the thread pool every request needs). SQLite is probed with a small in-memory database, which fails
-when the process's SQLite is unusable (out of memory, a heap limit) even if every root answers.
+The check stats every root, then runs a small write transaction on a probe database kept in the
+first root's `.hoodydb/` (through the mount, like every request), so a broken SQL path (a wedged
+mount, SQLite out of memory) fails the check even while the directories still answer. It runs on
+its own thread, one at a time: on a hung mount that thread stays stuck, and later calls answer 503
+at once instead of piling up more stuck threads (or using up the thread pool every request needs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 
 import apsw
 from starlette.requests import Request
@@ -21,9 +23,11 @@ from starlette.responses import Response
 from hoodydb.api.errors import UNAVAILABLE, error_response
 from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state
+from hoodydb.sql.paths import STATE_DIR_NAME
 
 # A hung mount must not hang the health check: answer 503 after this long instead.
 CHECK_TIMEOUT_S = 5.0
+PROBE_NAME = "health.db"
 
 
 def check(roots: list[str]) -> str | None:
@@ -31,15 +35,18 @@ def check(roots: list[str]) -> str | None:
     for root in roots:
         if not os.path.isdir(root):
             return f"the database root {root} does not answer"
+    state_dir = Path(roots[0]) / STATE_DIR_NAME
     try:
-        conn = apsw.Connection(":memory:")
+        state_dir.mkdir(mode=0o700, exist_ok=True)
+        conn = apsw.Connection(str(state_dir / PROBE_NAME))
         try:
-            conn.execute("CREATE TABLE probe (v); INSERT INTO probe VALUES (randomblob(65536))")
-            conn.execute("SELECT length(v) FROM probe").fetchall()
+            conn.set_busy_timeout(int(CHECK_TIMEOUT_S * 1000))
+            conn.execute("BEGIN IMMEDIATE; PRAGMA user_version = 1; COMMIT")
+            conn.execute("SELECT length(randomblob(65536))").fetchall()
         finally:
             conn.close()
-    except apsw.Error as exc:
-        return f"SQLite does not work: {exc}"
+    except (OSError, apsw.Error) as exc:
+        return f"SQLite does not work in {roots[0]}: {exc}"
     return None
 
 
