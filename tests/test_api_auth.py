@@ -70,7 +70,32 @@ def test_tokens_from_the_environment(tmp_path: Path) -> None:
                 "/api/v1/sqlite/databases", headers=server.auth_headers(token), json={"path": f"{token}.db"}
             )
             assert response.status_code == status
-        assert "env-one" in server.stdout()
+        # Given tokens are never printed: the output often ends up in logs.
+        assert "env-one" not in server.stdout() and "tokens: 2 given" in server.stdout()
+
+
+def test_tokens_from_a_file_stay_out_of_the_command_line(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("# API tokens\nfile-one\n\nfile-two\n")
+    args = ["--no-mount", "--root", str(tmp_path / "r"), "--token-file", str(token_file)]
+    with ServeProcess(args, tmp_path, token=None, env={"HOODYDB_TOKENS": ""}) as server:
+        assert server.proc is not None
+        cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()
+        assert b"file-one" not in cmdline
+        for token, status in [("file-one", 201), ("file-two", 201), ("# API tokens", 401)]:
+            response = server.client.post(
+                "/api/v1/sqlite/databases", headers=server.auth_headers(token), json={"path": f"{token}.db"}
+            )
+            assert response.status_code == status
+        assert "file-one" not in server.stdout() and "tokens: 2 given" in server.stdout()
+
+
+def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("# nothing yet\n")
+    args = ["--no-mount", "--root", str(tmp_path / "r"), "--token-file", str(token_file)]
+    with pytest.raises(RuntimeError, match="holds no token"):
+        ServeProcess(args, tmp_path, token=None, env={"HOODYDB_TOKENS": ""}).start()
 
 
 def test_generated_token_is_stored_private_and_reused(tmp_path: Path) -> None:
@@ -86,4 +111,6 @@ def test_generated_token_is_stored_private_and_reused(tmp_path: Path) -> None:
         )
         assert ok.status_code == 201
     with ServeProcess(args, tmp_path, token=None, env=env) as second:
-        assert f"token: {token}" in second.stdout()
+        # Printed once, when generated; after that only where it is kept.
+        assert token not in second.stdout()
+        assert f"token: stored in {token_file}" in second.stdout()

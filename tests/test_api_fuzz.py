@@ -9,9 +9,13 @@ have the one JSON error shape. Bounded to a few hundred requests so it runs in s
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import apsw
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +25,32 @@ from hoodydb.api.openapi import document
 from hoodydb.client import key_path
 
 OPERATIONS = sorted((path, method) for path, ops in document()["paths"].items() for method in ops)
+# Every pragma this SQLite knows, and values that would change a connection or the process.
+PRAGMAS = sorted(str(name) for (name,) in apsw.Connection(":memory:").execute("PRAGMA pragma_list"))
+PRAGMA_VALUES = ["0", "1", "ON", "OFF", "MEMORY", "EXCLUSIVE", "WAL", "-1", "100000", "'/tmp'", "fuzz_t"]
+STATE_CHANGERS = [
+    "CREATE TEMP TABLE f (a, b)",
+    "CREATE TEMP TRIGGER tr AFTER INSERT ON main.f BEGIN DELETE FROM main.f; END",
+    "CREATE TEMP VIEW v AS SELECT 1",
+    "CREATE TABLE temp.t2 (a)",
+    "CREATE INDEX temp.i ON f (a)",
+    "ATTACH '' AS e",
+    "ATTACH ':memory:' AS m",
+    "ATTACH 'file:x?mode=memory' AS u",
+    "DETACH main",
+]
+
+
+def pragma_forms(name: str, value: str) -> list[str]:
+    return [
+        f"PRAGMA {name}",
+        f"PRAGMA {name} = {value}",
+        f"PRAGMA main.{name} = {value}",
+        f"PRAGMA temp.{name}({value})",
+        f"SELECT * FROM pragma_{name}",
+        f"SELECT * FROM pragma_{name}('{value}')",
+    ]
+
 
 scalars = st.one_of(
     st.none(),
@@ -59,7 +89,14 @@ sql = st.one_of(
             "SELECT 1; SELECT 2",
             "",
             ";",
+            *STATE_CHANGERS,
         ]
+    ),
+    st.builds(
+        lambda name, value, form: pragma_forms(name, value)[form],
+        st.sampled_from(PRAGMAS),
+        st.sampled_from(PRAGMA_VALUES),
+        st.integers(0, 5),
     ),
     st.text(max_size=30),
 )
@@ -187,3 +224,45 @@ def _template(path: str) -> str:
 def test_the_server_is_still_healthy_after_fuzzing(api: ServeProcess) -> None:
     assert api.client.get("/healthz").status_code == 200
     assert "Traceback" not in api.stderr()
+
+
+def _one(api: ServeProcess, sql: str) -> httpx.Response:
+    body = {"transaction": [{"statement": sql}]}
+    return api.client.post("/api/v1/sqlite/db", params={"db": "fuzz.db"}, json=body)
+
+
+def test_every_pragma_and_state_change_leaves_the_connection_as_it_was(api: ServeProcess) -> None:
+    """Every pragma SQLite knows, in every form, with values that would change a connection."""
+    for sql in STATE_CHANGERS:
+        response = _one(api, sql)
+        assert response.status_code == 400 and response.json()["code"] == "sql_error", (sql, response.text)
+    statements = {
+        sql: None for name in PRAGMAS for value in PRAGMA_VALUES for sql in pragma_forms(name, value)
+    }
+    for sql in statements:
+        response = _one(api, sql)
+        assert response.status_code in (200, 400), (sql, response.text)
+        assert set(response.json()) <= {"results", "error", "code", "reqIdx"}
+    state = {
+        "PRAGMA journal_mode": "delete",
+        "PRAGMA locking_mode": "normal",
+        "PRAGMA query_only": 0,
+        "PRAGMA foreign_keys": 1,
+        "PRAGMA recursive_triggers": 0,
+        "PRAGMA synchronous": 2,
+        "SELECT count(*) FROM sqlite_temp_schema": 0,
+        "SELECT count(*) FROM pragma_database_list WHERE name NOT IN ('main', 'temp')": 0,
+        "SELECT 'a' LIKE 'A'": 1,
+    }
+    for sql, expected in state.items():
+        answer = api.client.post(
+            "/api/v1/sqlite/db", params={"db": "fuzz.db"}, json={"transaction": [{"query": sql}]}
+        )
+        assert answer.status_code == 200, (sql, answer.text)
+        assert list(answer.json()["results"][0]["resultSet"][0].values()) == [expected], sql
+    root = Path(api.cmd[api.cmd.index("--root") + 1])
+    native = sqlite3.connect(root / "fuzz.db", timeout=0)
+    with native:
+        native.execute("CREATE TABLE IF NOT EXISTS native_after_fuzz (a)")
+    native.close()
+    assert api.client.get("/healthz").status_code == 200

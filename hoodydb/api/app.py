@@ -51,6 +51,7 @@ def create_app(config: ApiConfig) -> Starlette:
             statement_timeout=config.statement_timeout,
             max_open=config.max_open_databases,
             observer=metrics.observe_job,
+            limits=config.limits,
         )
         app.state.hoodydb = AppState(config=config, metrics=metrics, pool=pool)
         app.state.pool = pool

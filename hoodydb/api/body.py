@@ -23,7 +23,7 @@ def _too_large(limit: int) -> ApiError:
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body; `body_too_large` as soon as it is known to exceed `limit` (before reading it all)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0

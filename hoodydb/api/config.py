@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
+from hoodydb.sql.limits import SqlLimits
 from hoodydb.sql.paths import Roots
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -19,6 +20,7 @@ class ApiConfig:
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S
     max_open_databases: int = 64
+    limits: SqlLimits = field(default_factory=SqlLimits)
     extra: dict[str, str] = field(default_factory=dict)
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,7 +13,7 @@ from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state
 from hoodydb.sql import errors as codes
 from hoodydb.sql.errors import SqlApiError
-from hoodydb.sql.paths import resolve_new
+from hoodydb.sql.paths import remove_made, resolve_new
 
 
 async def create_database(request: Request) -> Response:
@@ -20,6 +22,12 @@ async def create_database(request: Request) -> Response:
     if not isinstance(body, dict) or not isinstance(body.get("path"), str) or set(body) != {"path"}:
         raise SqlApiError(codes.BAD_REQUEST, 'the body must be {"path": "name.db"}')
     roots = state.config.roots
-    path = await run_in_threadpool(resolve_new, body["path"], roots)
-    await state.pool.create(path)
+    made: list[Path] = []
+    path = await run_in_threadpool(resolve_new, body["path"], roots, made)
+    try:
+        await state.pool.create(path)
+    except BaseException:
+        # A refused or failed creation leaves nothing behind: no empty file, no new directories.
+        await run_in_threadpool(remove_made, made)
+        raise
     return JsonResponse({"path": roots.relative_name(path), "created": True}, status_code=201)

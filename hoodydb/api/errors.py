@@ -23,6 +23,7 @@ STATUS_BY_CODE: dict[str, int] = {
     codes.BAD_VALUES: 400,
     codes.SQL_ERROR: 400,
     codes.STATEMENT_TIMEOUT: 400,
+    codes.RESULT_TOO_LARGE: 400,
     codes.NOT_A_DATABASE: 400,
     codes.BAD_DB_PATH: 400,
     codes.PATH_OUTSIDE_ROOTS: 400,
@@ -35,10 +36,13 @@ STATUS_BY_CODE: dict[str, int] = {
     codes.DB_EXISTS: 409,
     codes.PRECONDITION_FAILED: 412,
     BODY_TOO_LARGE: 413,
+    # nginx's "client closed request": only metrics and logs see it, the client is gone.
+    codes.CLIENT_GONE: 499,
     codes.STORAGE_ERROR: 500,
     INTERNAL_ERROR: 500,
     codes.DATABASE_LOCKED: 503,
     UNAVAILABLE: 503,
+    codes.QUEUE_FULL: 503,
 }
 
 

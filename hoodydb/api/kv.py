@@ -13,11 +13,13 @@ import math
 import time
 from functools import partial
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hoodydb.api.body import dump_json, read_json
+from hoodydb.api.disconnect import disconnected
 from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state, database_path
 from hoodydb.sql import errors as codes
@@ -40,7 +42,7 @@ def _parse_etags(header: str) -> tuple[bool, frozenset[int]]:
         tag = raw.strip().removeprefix("W/").strip('"')
         if tag == "*":
             star = True
-        elif tag.isdigit() and len(tag) < 20:
+        elif tag.isascii() and tag.isdigit() and len(tag) < 20:
             versions.add(int(tag))
     return star, frozenset(versions)
 
@@ -62,6 +64,14 @@ def precondition(request: Request) -> kv.Precondition:
 
 def _key(request: Request) -> str:
     key = str(request.path_params["key"])
+    raw_path: bytes | None = request.scope.get("raw_path")
+    if raw_path is not None:
+        # The decoded path replaces invalid UTF-8 with U+FFFD, so `z%FFz` and `z%FEz` would be
+        # one key: refuse such keys instead.
+        try:
+            unquote_to_bytes(raw_path.partition(b"?")[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise SqlApiError(codes.BAD_REQUEST, "the key is not valid UTF-8 once percent-decoded") from None
     kv.check_key(key)
     return key
 
@@ -102,7 +112,7 @@ async def put_key(request: Request) -> Response:
     value_json = dump_json(value)
     path = await database_path(request)
     job = partial(kv.put, key=key, value_json=value_json, now=time.time(), ttl=ttl, precondition=condition)
-    entry, created = await state.pool.run(path, job)
+    entry, created = await state.pool.run(path, job, gone=partial(disconnected, request))
     body = {"key": key, "version": entry.version, "expiresAt": entry.expires_at}
     return JsonResponse(body, status_code=201 if created else 200, headers=_entry_headers(entry))
 
@@ -111,7 +121,9 @@ async def get_key(request: Request) -> Response:
     state = app_state(request)
     key = _key(request)
     path = await database_path(request)
-    entry = await state.pool.run(path, partial(kv.get, key=key, now=time.time()))
+    entry = await state.pool.run(
+        path, partial(kv.get, key=key, now=time.time()), gone=partial(disconnected, request)
+    )
     if entry is None:
         raise SqlApiError(codes.NOT_FOUND, f"no key {key!r}")
     headers = _entry_headers(entry)
@@ -126,7 +138,11 @@ async def delete_key(request: Request) -> Response:
     state = app_state(request)
     key, condition = _key(request), precondition(request)
     path = await database_path(request)
-    entry = await state.pool.run(path, partial(kv.delete, key=key, now=time.time(), precondition=condition))
+    entry = await state.pool.run(
+        path,
+        partial(kv.delete, key=key, now=time.time(), precondition=condition),
+        gone=partial(disconnected, request),
+    )
     return JsonResponse({"key": key, "deleted": True, "version": entry.version})
 
 
@@ -134,7 +150,8 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIST_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= kv.MAX_LIST_LIMIT:
+    # isascii: "²" is a digit to str.isdigit but not to int().
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= kv.MAX_LIST_LIMIT:
         raise SqlApiError(codes.BAD_REQUEST, f"limit must be an integer from 1 to {kv.MAX_LIST_LIMIT}")
     return int(raw)
 
@@ -146,8 +163,15 @@ async def list_keys(request: Request) -> Response:
     cursor = request.query_params.get("cursor") or None
     after = kv.decode_cursor(cursor) if cursor is not None else None
     path = await database_path(request)
-    job = partial(kv.list_entries, prefix=prefix, limit=limit, after=after, now=time.time())
-    entries, next_cursor = await state.pool.run(path, job)
+    job = partial(
+        kv.list_entries,
+        prefix=prefix,
+        limit=limit,
+        after=after,
+        now=time.time(),
+        max_bytes=state.config.limits.max_result_bytes,
+    )
+    entries, next_cursor = await state.pool.run(path, job, gone=partial(disconnected, request))
     items = [
         {"key": e.key, "value": _stored_value(e), "version": e.version, "expiresAt": e.expires_at}
         for e in entries

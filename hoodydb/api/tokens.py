@@ -1,7 +1,9 @@
-"""Where API tokens come from: the command line, `HOODYDB_TOKENS`, or one generated and kept on disk.
+"""Where API tokens come from: a token file, `HOODYDB_TOKENS`, `--token`, or one generated and kept.
 
 A generated token is stored in `STATE_DIR/token` (mode 0600) and reused on restart, so clients
-configured once keep working.
+configured once keep working. A token file or the environment keeps tokens out of the process's
+command line, which every local user can read in `/proc/PID/cmdline`. The token itself is printed
+only the one time it is generated; after that, where it is stored.
 """
 
 from __future__ import annotations
@@ -23,6 +25,36 @@ def tokens_from(given: Iterable[str], env: str | None) -> list[str]:
     if env:
         tokens += [t.strip() for t in env.split(",") if t.strip()]
     return list(dict.fromkeys(tokens))
+
+
+def tokens_in_file(path: Path) -> list[str]:
+    """Tokens from a file: one per line; blank lines and lines starting with `#` are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc}") from None
+    tokens = [line.strip() for line in text.splitlines()]
+    tokens = [t for t in tokens if t and not t.startswith("#")]
+    if not tokens:
+        raise ValueError(f"the token file {path} holds no token")
+    return tokens
+
+
+def accepted_tokens(
+    given: Iterable[str], env: str | None, token_file: Path | None, base_dir: Path
+) -> tuple[list[str], str]:
+    """Every accepted token, and the line `serve` prints about them (a token only when new)."""
+    tokens = tokens_from(given, env)
+    if token_file is not None:
+        tokens = list(dict.fromkeys([*tokens, *tokens_in_file(token_file)]))
+    if tokens:
+        return tokens, f"tokens: {len(tokens)} given"
+    path = base_dir / STATE_DIR_NAME / TOKEN_FILE
+    existed = path.exists()
+    token = stored_token(base_dir)
+    if existed:
+        return [token], f"token: stored in {path}"
+    return [token], f"token: {token}  (generated; stored in {path})"
 
 
 def stored_token(base_dir: Path) -> str:

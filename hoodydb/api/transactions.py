@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hoodydb.api.body import read_json
+from hoodydb.api.disconnect import disconnected
 from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state, database_path
 from hoodydb.sql.transaction import execute_transaction, parse_transaction
@@ -17,5 +18,6 @@ async def exec_transaction(request: Request) -> Response:
     state = app_state(request)
     parsed = parse_transaction(await read_json(request, state.config.max_body_bytes))
     path = await database_path(request)
-    results = await state.pool.run(path, partial(execute_transaction, request=parsed))
+    job = partial(execute_transaction, request=parsed)
+    results = await state.pool.run(path, job, gone=partial(disconnected, request))
     return JsonResponse({"results": results})

@@ -13,12 +13,14 @@ import click
 
 from hoodydb.api import cors
 from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
-from hoodydb.api.tokens import ENV_VAR, stored_token, tokens_from
+from hoodydb.api.tokens import ENV_VAR, accepted_tokens
+from hoodydb.cli.limit_options import limit_options, statement_timeout_for
 from hoodydb.control_client import socket_path
 from hoodydb.fs.claim import ClaimError, probe
 from hoodydb.fs.orphan import SERVE_PID_ENV, replace_orphan
 from hoodydb.fs.process import MountError, MountProcess, this_program
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
+from hoodydb.sql.limits import SqlLimits
 from hoodydb.sql.paths import Roots
 
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -45,7 +47,16 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
-    "--token", "tokens", multiple=True, help=f"Accepted bearer token (repeatable; also ${ENV_VAR})."
+    "--token",
+    "tokens",
+    multiple=True,
+    help=f"Accepted bearer token (repeatable; visible to local users: prefer ${ENV_VAR} or --token-file).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="HOODYDB_TOKEN_FILE",
+    help="File of accepted tokens, one per line (also $HOODYDB_TOKEN_FILE).",
 )
 @click.option(
     "--lock-timeout", type=click.FloatRange(min=0.1), help="Passed to the mount: longest wait for a turn."
@@ -59,8 +70,7 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 @click.option(
     "--statement-timeout",
     type=click.FloatRange(min=0.01),
-    default=DEFAULT_STATEMENT_TIMEOUT_S,
-    show_default=True,
+    help=f"Longest transaction [default: {DEFAULT_STATEMENT_TIMEOUT_S:g}, kept below --lock-timeout].",
 )
 @click.option(
     "--cors-origin",
@@ -68,6 +78,7 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     multiple=True,
     help=f"Browser origin allowed to call the API: https://app.example (repeatable; also ${cors.ENV_VAR}).",
 )
+@limit_options
 def serve(
     data: Path | None,
     mountpoint: Path | None,
@@ -76,11 +87,13 @@ def serve(
     host: str,
     port: int,
     tokens: tuple[str, ...],
+    token_file: Path | None,
     lock_timeout: float | None,
     max_body_bytes: int,
     busy_timeout: float,
-    statement_timeout: float,
+    statement_timeout: float | None,
     cors_origins: tuple[str, ...],
+    limits: SqlLimits,
 ) -> None:
     """Run the HTTP API; with --data and --mount, run the mount too and serve databases through it.
 
@@ -96,15 +109,19 @@ def serve(
             raise click.UsageError("give --data DIR and --mount DIR (or --no-mount --root DIR)")
         data.mkdir(parents=True, exist_ok=True)
         served, state_base = [mountpoint], data
-    accepted = tokens_from(tokens, os.environ.get(ENV_VAR)) or [stored_token(state_base)]
+    try:
+        accepted, token_line = accepted_tokens(tokens, os.environ.get(ENV_VAR), token_file, state_base)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     config = ApiConfig(
         roots=Roots(served),
         tokens=frozenset(accepted),
         max_body_bytes=max_body_bytes,
         busy_timeout=busy_timeout,
-        statement_timeout=statement_timeout,
+        statement_timeout=statement_timeout_for(statement_timeout, lock_timeout, mounted=not no_mount),
         cors_origins=cors.origins_from(cors_origins, os.environ.get(cors.ENV_VAR)),
         control_socket=None if no_mount else socket_path(served[0]),
+        limits=limits,
     )
     # Until Hypercorn installs its own handlers, a stop signal must still unwind the ExitStack
     # (and so unmount) rather than kill this process and leave the mount behind.
@@ -127,7 +144,7 @@ def serve(
                 raise click.ClickException(str(exc)) from None
         shown_host = f"[{host}]" if ":" in host else host
         click.echo(f"hoodydb API on http://{shown_host}:{port}  (serving {', '.join(map(str, served))})")
-        click.echo(f"token: {accepted[0]}" + (f"  (+{len(accepted) - 1} more)" if len(accepted) > 1 else ""))
+        click.echo(token_line)
         sys.stdout.flush()
         from hoodydb.api.server import run  # Starlette and Hypercorn load only for this command
 

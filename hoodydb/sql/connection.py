@@ -1,39 +1,75 @@
 """Open apsw connections with the settings every API connection needs, and guard what SQL may do.
 
-Settings and why:
+The API keeps one connection per database for every request, so nothing a request runs may change
+that connection for the next one. Settings and why:
 - a busy timeout (default 30 s): under the mount, lock requests wait in the admission gate, but on a
   plain directory SQLite's own retry loop is all there is;
 - no URI filenames, no extension loading, `trusted_schema=OFF` and defensive mode: an HTTP client
   must not reach files or code outside its database;
-- an authorizer that refuses ATTACH (except SQLite's anonymous temporary databases, which plain
-  VACUUM needs) so `ATTACH '/etc/…'` and `VACUUM INTO '/elsewhere'` cannot escape the roots, and
-  refuses transaction control, because the executor owns BEGIN/COMMIT/ROLLBACK;
-- a progress handler that interrupts a statement past its deadline, so one runaway query cannot
-  hold a database (and the mount's admission) forever.
+- SQLite's LENGTH and LIKE-pattern limits (see `limits.py`), so no single VM step outlasts the
+  statement timeout;
+- an authorizer that refuses
+  - every ATTACH and DETACH, so `ATTACH '/etc/…'`, `VACUUM INTO '/elsewhere'` and temporary
+    databases (files that would outlive the request) are out of reach,
+  - creating anything in the `temp` schema (tables, views, triggers, indexes): a TEMP trigger or a
+    TEMP table shadowing a real one would change what every later request reads and writes,
+  - every PRAGMA not on the allowlist in `pragmas.py`,
+  - transaction control, because the executor owns BEGIN/COMMIT/ROLLBACK;
+- a progress handler that interrupts a statement past its deadline, or whose client went away, so
+  one runaway query cannot hold a database (and the mount's admission) forever.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import apsw
 
+from hoodydb.sql.limits import ResultBudget, SqlLimits
+from hoodydb.sql.pragmas import pragma_allowed
+
 DEFAULT_BUSY_TIMEOUT_S = 30.0
-DEFAULT_STATEMENT_TIMEOUT_S = 60.0
+# Below the mount's default lock timeout (30 s): a native writer queued behind an HTTP reader gets
+# its turn before its own wait runs out. `hoodydb serve --lock-timeout` lowers it to match.
+DEFAULT_STATEMENT_TIMEOUT_S = 20.0
 # How many SQLite VM steps run between deadline checks; a check costs one clock read.
 _PROGRESS_STEPS = 10_000
+
+
+# Reading and calling functions is what queries do; nothing to check.
+_READING = frozenset({apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE})
+_REFUSED = frozenset(
+    {
+        apsw.SQLITE_ATTACH,
+        apsw.SQLITE_DETACH,
+        apsw.SQLITE_CREATE_TEMP_INDEX,
+        apsw.SQLITE_CREATE_TEMP_TABLE,
+        apsw.SQLITE_CREATE_TEMP_TRIGGER,
+        apsw.SQLITE_CREATE_TEMP_VIEW,
+    }
+)
 
 
 class GuardedConnection:
     """An apsw connection plus the state of its guards. Used by one thread at a time."""
 
-    def __init__(self, conn: apsw.Connection, *, statement_timeout: float) -> None:
+    def __init__(
+        self, conn: apsw.Connection, *, statement_timeout: float, limits: SqlLimits | None = None
+    ) -> None:
         self.conn = conn
         self.statement_timeout = statement_timeout
+        self.limits = limits or SqlLimits()
+        conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.limits.max_value_bytes)
+        conn.limit(apsw.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, self.limits.max_like_pattern_bytes)
+        conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
         # While False, the authorizer refuses transaction control: only the executor sets it.
         self._control_allowed = False
         self._deadline: float | None = None
+        # The running job's flag, set from the event loop's thread when its client went away.
+        self.cancel_event = threading.Event()
+        self.result_budget = ResultBudget(self.limits)
         # Seconds spent waiting for write locks since the owner last reset it (for metrics).
         self.lock_wait = 0.0
         conn.authorizer = self._authorize
@@ -42,15 +78,20 @@ class GuardedConnection:
     def _authorize(
         self, op: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
     ) -> int:
-        if op == apsw.SQLITE_ATTACH:
-            return apsw.SQLITE_OK if arg1 in ("", None) else apsw.SQLITE_DENY
+        if op in _READING:
+            return apsw.SQLITE_OK
+        if op == apsw.SQLITE_PRAGMA:
+            return apsw.SQLITE_OK if arg1 and pragma_allowed(arg1, arg2, db) else apsw.SQLITE_DENY
+        if op in _REFUSED or db == "temp":
+            return apsw.SQLITE_DENY
         if op in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT):
             return apsw.SQLITE_OK if self._control_allowed else apsw.SQLITE_DENY
         return apsw.SQLITE_OK
 
     def _progress(self) -> bool:
         # Returning True interrupts the running statement (apsw.InterruptError).
-        return self._deadline is not None and time.monotonic() > self._deadline
+        deadline = self._deadline
+        return deadline is not None and (self.cancel_event.is_set() or time.monotonic() > deadline)
 
     def control(self, sql: str) -> None:
         """Run BEGIN/COMMIT/ROLLBACK. Never cached, so user SQL can never reuse these statements."""
@@ -64,7 +105,9 @@ class GuardedConnection:
                 # Where a writer waits for the database: SQLite's busy loop, or the mount's gate.
                 self.lock_wait += time.monotonic() - started
 
-    def start_deadline(self) -> None:
+    def start_request(self) -> None:
+        """Start the request's clock and its result allowance afresh."""
+        self.result_budget = ResultBudget(self.limits)
         self._deadline = time.monotonic() + self.statement_timeout
 
     def clear_deadline(self) -> None:
@@ -84,6 +127,7 @@ def open_database(
     create: bool = False,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    limits: SqlLimits | None = None,
 ) -> GuardedConnection:
     """Open (or, with `create`, create) the database at an already confined, resolved path."""
     flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW
@@ -104,4 +148,4 @@ def open_database(
     except BaseException:
         conn.close()
         raise
-    return GuardedConnection(conn, statement_timeout=statement_timeout)
+    return GuardedConnection(conn, statement_timeout=statement_timeout, limits=limits)

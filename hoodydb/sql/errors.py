@@ -20,6 +20,9 @@ PATH_OUTSIDE_ROOTS = "path_outside_roots"
 BAD_DB_PATH = "bad_db_path"
 NOT_FOUND = "not_found"
 PRECONDITION_FAILED = "precondition_failed"
+RESULT_TOO_LARGE = "result_too_large"
+QUEUE_FULL = "queue_full"
+CLIENT_GONE = "client_gone"
 
 
 class SqlApiError(Exception):

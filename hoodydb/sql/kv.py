@@ -200,9 +200,19 @@ def delete(gc: GuardedConnection, key: str, *, now: float, precondition: Precond
 
 
 def list_entries(
-    gc: GuardedConnection, *, prefix: str, limit: int, after: str | None, now: float
+    gc: GuardedConnection,
+    *,
+    prefix: str,
+    limit: int,
+    after: str | None,
+    now: float,
+    max_bytes: int | None = None,
 ) -> tuple[list[Entry], str | None]:
-    """Live entries in key order, starting after the key `after`; returns (entries, next cursor)."""
+    """Live entries in key order, starting after the key `after`; returns (entries, next cursor).
+
+    With `max_bytes`, the page ends early (never before its first entry) once the values it holds
+    pass that size; the cursor then continues from there.
+    """
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise SqlApiError(errors.BAD_REQUEST, f"limit must be between 1 and {MAX_LIST_LIMIT}")
     where = [_LIVE, "key >= :prefix"]
@@ -216,8 +226,18 @@ def list_entries(
         params["after"] = after
     columns = "key, value, version, expires_at"
     sql = f"SELECT {columns} FROM hoodydb_kv WHERE {' AND '.join(where)} ORDER BY key LIMIT :n"
+    entries: list[Entry] = []
+    more = False
+    size = 0
     with _transaction(gc, write=False):
-        rows = gc.conn.execute(sql, params).fetchall() if _table_exists(gc) else []
-    entries = [Entry(str(r[0]), str(r[1]), int(r[2]), _float_or_none(r[3])) for r in rows[:limit]]  # type: ignore[arg-type]
-    next_cursor = encode_cursor(entries[-1].key) if len(rows) > limit else None
+        if _table_exists(gc):
+            cursor = gc.conn.execute(sql, params)
+            for r in cursor:
+                if len(entries) == limit or (max_bytes is not None and entries and size > max_bytes):
+                    more = True
+                    break
+                entries.append(Entry(str(r[0]), str(r[1]), int(r[2]), _float_or_none(r[3])))
+                size += len(entries[-1].value_json) + len(entries[-1].key)
+            cursor.close()
+    next_cursor = encode_cursor(entries[-1].key) if more else None
     return entries, next_cursor

@@ -19,6 +19,10 @@ from hoodydb.sql.errors import SqlApiError
 STATE_DIR_NAME = ".hoodydb"
 _SIDE_FILE_SUFFIXES = ("-journal", "-wal", "-shm")
 MAX_PATH_CHARS = 4096
+# SQLite's unix VFS refuses paths longer than 512 bytes (SQLITE_CANTOPEN); its side files add up to
+# 8 bytes ("-journal") to the name, which must still fit the filesystem's 255-byte names.
+MAX_SQLITE_PATH_BYTES = 512 - len("-journal")
+MAX_NAME_BYTES = 255
 
 
 class Roots:
@@ -66,6 +70,13 @@ def _check_spelling(db: str) -> None:
         raise SqlApiError(errors.BAD_DB_PATH, "SQLite's -journal, -wal and -shm files are not databases")
     if db.endswith(("/", os.sep)):
         raise SqlApiError(errors.BAD_DB_PATH, "the database path names a directory")
+    *dirs, name = parts
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES - len("-journal"):
+        raise SqlApiError(
+            errors.BAD_DB_PATH, f"database file names are limited to {MAX_NAME_BYTES - 8} bytes"
+        )
+    if any(len(d.encode("utf-8")) > MAX_NAME_BYTES for d in dirs):
+        raise SqlApiError(errors.BAD_DB_PATH, f"directory names are limited to {MAX_NAME_BYTES} bytes")
 
 
 def _resolve(db: str, roots: Roots) -> Path:
@@ -79,6 +90,11 @@ def _resolve(db: str, roots: Roots) -> Path:
         raise SqlApiError(errors.BAD_DB_PATH, f"cannot resolve the database path: {exc}") from None
     if not roots.contains(real):
         raise SqlApiError(errors.PATH_OUTSIDE_ROOTS, "the database path is outside the configured roots")
+    if len(os.fsencode(real)) > MAX_SQLITE_PATH_BYTES:
+        raise SqlApiError(
+            errors.BAD_DB_PATH,
+            f"the database's full path is longer than SQLite accepts ({MAX_SQLITE_PATH_BYTES} bytes)",
+        )
     # The file may itself be a symlink to another file under a root: the resolved name is the
     # identity, so two spellings of one file share one worker.
     if real.name.endswith(_SIDE_FILE_SUFFIXES) or STATE_DIR_NAME in real.parts:
@@ -100,13 +116,20 @@ def resolve_existing(db: str, roots: Roots) -> Path:
     return real
 
 
-def resolve_new(db: str, roots: Roots) -> Path:
-    """The resolved path where a new database may be created; its parent directories are made."""
+def resolve_new(db: str, roots: Roots, made: list[Path] | None = None) -> Path:
+    """The resolved path where a new database may be created; its parent directories are made.
+
+    The directories made are appended to `made` (outermost first), so a failed creation can remove
+    them again (`remove_made`).
+    """
     real = _resolve(db, roots)
     if os.path.lexists(real):
         raise SqlApiError(errors.DB_EXISTS, f"{db!r} already exists")
+    missing = [p for p in reversed(real.parents) if not os.path.lexists(p)]
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.extend(missing)
     except (FileExistsError, NotADirectoryError):
         raise SqlApiError(errors.BAD_DB_PATH, f"a parent of {db!r} is not a directory") from None
     except OSError as exc:
@@ -117,3 +140,12 @@ def resolve_new(db: str, roots: Roots) -> Path:
     if Path(os.path.realpath(real.parent)) != real.parent:
         raise SqlApiError(errors.PATH_OUTSIDE_ROOTS, "the database path changed while it was being created")
     return real
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove directories `resolve_new` made, innermost first, where they are still empty."""
+    for directory in reversed(made):
+        try:
+            directory.rmdir()
+        except OSError:
+            return

@@ -153,6 +153,14 @@ def translate(exc: BaseException) -> SqlApiError | None:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, apsw.ConstraintError):
         return SqlApiError(errors.CONSTRAINT_VIOLATION, message)
+    if isinstance(exc, apsw.AuthError):
+        return SqlApiError(
+            errors.SQL_ERROR,
+            "not authorized: the API refuses ATTACH/DETACH, creating TEMP objects and PRAGMAs "
+            "outside its allowlist (docs/http-api.md, Security)",
+        )
+    if isinstance(exc, apsw.TooBigError):
+        return SqlApiError(errors.SQL_ERROR, f"{message} (the API's limit on one value or LIKE pattern)")
     if isinstance(exc, apsw.InterruptError):
         return SqlApiError(
             errors.STATEMENT_TIMEOUT, "the statement ran past its time limit and was interrupted"
@@ -186,6 +194,17 @@ def translate(exc: BaseException) -> SqlApiError | None:
     return None
 
 
+# SQLite values that are already JSON: skipping json_cell() for them pays for the result budget.
+_AS_IS = frozenset({int, str, type(None)})
+# Rows between two checks of the result budget: a response overshoots the cap by less than this.
+_COUNT_EVERY = 64
+
+
+def _header_bytes(headers: list[str], fmt: ResultFormat) -> int:
+    """Bytes a row adds besides its cells: map results repeat the column names in every row."""
+    return 0 if fmt == "list" else sum(map(len, headers))
+
+
 def _run_query(gc: GuardedConnection, item: Item, fmt: ResultFormat) -> JsonObject:
     cursor = gc.conn.cursor()
     headers: list[str] = []
@@ -198,7 +217,19 @@ def _run_query(gc: GuardedConnection, item: Item, fmt: ResultFormat) -> JsonObje
         return True
 
     cursor.exec_trace = remember_headers
-    rows = [[json_cell(v) for v in row] for row in cursor.execute(item.sql, item.values)]
+    budget = gc.result_budget
+    rows: list[list[object]] = []
+    counted = 0
+    try:
+        for row in cursor.execute(item.sql, item.values):
+            rows.append([v if type(v) in _AS_IS else json_cell(v) for v in row])
+            # Counted in chunks: per row, the accounting would cost as much as the row itself.
+            if len(rows) - counted == _COUNT_EVERY:
+                budget.take(rows[counted:], _header_bytes(headers, fmt))
+                counted = len(rows)
+        budget.take(rows[counted:], _header_bytes(headers, fmt))
+    finally:
+        cursor.close()
     if fmt == "list":
         return {"success": True, "resultHeaders": headers, "resultSet": rows}
     return {"success": True, "resultSet": [dict(zip(headers, row, strict=False)) for row in rows]}
@@ -242,7 +273,7 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
                 req_idx=idx,
                 transient=error.transient,
             ) from None
-        if not item.no_fail or error.code == errors.STATEMENT_TIMEOUT or error.transient:
+        if not item.no_fail or error.code in _FATAL or error.transient:
             raise error.at_item(idx) from None
         gc.control(f"ROLLBACK TO {savepoint}")
         gc.control(f"RELEASE {savepoint}")
@@ -254,6 +285,8 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
     return result
 
 
+# Limits of the request as a whole: no item may survive them, noFail or not.
+_FATAL = frozenset({errors.STATEMENT_TIMEOUT, errors.RESULT_TOO_LARGE})
 # How often a transaction that hit a transient error (nothing committed) is run again.
 TRANSIENT_RETRIES = 3
 
@@ -276,7 +309,7 @@ def execute_transaction(gc: GuardedConnection, request: TransactionRequest) -> l
 def _execute_once(gc: GuardedConnection, request: TransactionRequest) -> list[JsonObject]:
     if gc.in_transaction:  # never expected; a leftover transaction must not swallow this one
         gc.control("ROLLBACK")
-    gc.start_deadline()
+    gc.start_request()
     try:
         try:
             gc.control("BEGIN IMMEDIATE" if request.writes else "BEGIN")

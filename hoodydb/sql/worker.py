@@ -5,18 +5,21 @@ connection and runs jobs in arrival order (Datasette's writer-thread idea, used 
 requests to one database queue in the API process instead of contending for SQLite's locks, and
 through the mount the API process is one more client of the admission gate, next to native ones.
 
-The pool keeps at most `max_open` databases open, closing the least recently used idle one.
+The pool keeps at most `max_open` databases open, closing the least recently used idle one. Each
+worker takes at most `max_queue` jobs (running and waiting) and refuses more with `queue_full`; a
+job whose caller went away is dropped if it has not started, and interrupted if it has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ from hoodydb.sql.connection import (
     open_database,
 )
 from hoodydb.sql.errors import SqlApiError
+from hoodydb.sql.limits import SqlLimits
 from hoodydb.sql.transaction import translate
 
 T = TypeVar("T")
@@ -48,6 +52,8 @@ class JobTiming:
 
 
 Observer = Callable[[JobTiming], None]
+# How long a job runs before the pool starts watching whether its caller is still there.
+WATCH_AFTER_S = 0.1
 
 
 @dataclass
@@ -55,19 +61,34 @@ class _Work:
     job: Job
     future: Future[Any]
     enqueued: float
+    # Set when the caller went away while the job ran; the connection's progress handler reads it.
+    cancelled: threading.Event
+
+    def cancel(self) -> None:
+        if not self.future.cancel():  # already running (or done): interrupt it instead
+            self.cancelled.set()
 
 
 class DatabaseWorker:
     """A thread owning one connection to one database. Jobs run one at a time, in order."""
 
     def __init__(
-        self, path: Path, *, opener: Callable[[Path], GuardedConnection], observer: Observer | None
+        self,
+        path: Path,
+        *,
+        opener: Callable[[Path], GuardedConnection],
+        observer: Observer | None,
+        max_queue: int,
     ) -> None:
         self.path = path
         self._opener = opener
         self._observer = observer
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._busy = False
+        self._max_queue = max_queue
+        # Jobs submitted and not yet finished; changed by the submitter and the worker thread.
+        self._pending = 0
+        self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"hoodydb-db:{path.name}", daemon=True)
         self._thread.start()
 
@@ -75,10 +96,21 @@ class DatabaseWorker:
     def idle(self) -> bool:
         return not self._busy and self._queue.empty()
 
-    def submit(self, job: Callable[[GuardedConnection], T]) -> Future[T]:
-        future: Future[T] = Future()
-        self._queue.put(_Work(job, future, time.monotonic()))
-        return future
+    def submit(self, job: Callable[[GuardedConnection], T]) -> _Work:
+        """Queue `job`; `queue_full` (nothing queued) when `max_queue` jobs are already pending."""
+        with self._pending_lock:
+            if self._pending >= self._max_queue:
+                raise SqlApiError(
+                    errors.QUEUE_FULL, f"{self._max_queue} requests are already waiting for this database"
+                )
+            self._pending += 1
+        work = _Work(job, Future(), time.monotonic(), threading.Event())
+        self._queue.put(work)
+        return work
+
+    def _finished(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1
 
     def close(self) -> None:
         """Finish queued jobs, then close the connection and end the thread (does not wait)."""
@@ -117,10 +149,12 @@ class DatabaseWorker:
                         conn = self._open()
                         opened_as = identity
                     conn.lock_wait = 0.0
+                    conn.cancel_event = work.cancelled
                     work.future.set_result(work.job(conn))
                 except BaseException as exc:
                     work.future.set_exception(exc)
                 finally:
+                    self._finished()
                     self._busy = False
                     if self._observer is not None:
                         timing = JobTiming(
@@ -153,9 +187,11 @@ class DatabasePool:
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S,
         max_open: int = 64,
         observer: Observer | None = None,
+        limits: SqlLimits | None = None,
     ) -> None:
         self.busy_timeout = busy_timeout
         self.statement_timeout = statement_timeout
+        self.limits = limits or SqlLimits()
         self.max_open = max_open
         self._observer = observer
         self._workers: OrderedDict[Path, DatabaseWorker] = OrderedDict()
@@ -163,7 +199,11 @@ class DatabasePool:
 
     def _open(self, path: Path, *, create: bool = False) -> GuardedConnection:
         return open_database(
-            path, create=create, busy_timeout=self.busy_timeout, statement_timeout=self.statement_timeout
+            path,
+            create=create,
+            busy_timeout=self.busy_timeout,
+            statement_timeout=self.statement_timeout,
+            limits=self.limits,
         )
 
     @property
@@ -177,7 +217,9 @@ class DatabasePool:
         if worker is not None:
             self._workers.move_to_end(path)
             return worker
-        worker = DatabaseWorker(path, opener=self._open, observer=self._observer)
+        worker = DatabaseWorker(
+            path, opener=self._open, observer=self._observer, max_queue=self.limits.max_queue
+        )
         self._workers[path] = worker
         self._evict()
         return worker
@@ -189,9 +231,53 @@ class DatabasePool:
             if self._workers[path].idle:
                 self._workers.pop(path).close()
 
-    async def run(self, path: Path, job: Callable[[GuardedConnection], T]) -> T:
-        """Run `job(connection)` on the database's worker thread and await its result."""
-        return await asyncio.wrap_future(self._worker(path).submit(job))
+    async def run(
+        self,
+        path: Path,
+        job: Callable[[GuardedConnection], T],
+        *,
+        gone: Callable[[], Awaitable[object]] | None = None,
+    ) -> T:
+        """Run `job(connection)` on the database's worker thread and await its result.
+
+        `gone()`, when given, completes when the caller no longer wants the result (its client
+        disconnected): the job is then dropped or interrupted, and `client_gone` is raised.
+        """
+        work = self._worker(path).submit(job)
+        result: asyncio.Future[T] = asyncio.wrap_future(work.future)
+        if gone is None:
+            return await result
+        loop = asyncio.get_running_loop()
+        left = False
+        watcher: asyncio.Task[None] | None = None
+
+        async def watch() -> None:
+            nonlocal left
+            await gone()
+            left = True
+            work.cancel()
+
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = loop.create_task(watch())
+
+        # Most jobs finish within milliseconds: watching each one for a disconnect would cost more
+        # than it saves, so only jobs still unfinished after a moment are watched.
+        timer = loop.call_later(WATCH_AFTER_S, start_watching)
+        try:
+            return await result
+        except asyncio.CancelledError:
+            if not left:  # this task itself was cancelled (shutdown): the work goes too
+                work.cancel()
+                raise
+        except Exception:
+            if not left:
+                raise
+        finally:
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+        raise SqlApiError(errors.CLIENT_GONE, "the client went away; its request was cancelled")
 
     async def create(self, path: Path) -> None:
         """Create a new, empty database at a confined path; `db_exists` if something is there."""
@@ -208,8 +294,12 @@ class DatabasePool:
         os.close(fd)
         try:
             self._open(path, create=True).close()
-        except apsw.Error as exc:
-            raise (translate(exc) or exc) from None
+        except BaseException as exc:
+            # The file is ours (O_EXCL) and empty: a failed creation must not leave it behind.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            error = translate(exc) if isinstance(exc, apsw.Error) else None
+            raise (error or exc) from None
 
     async def close(self) -> None:
         """Close every worker and wait for them (use-after-close raises)."""
