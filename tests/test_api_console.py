@@ -33,8 +33,10 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(root: Path) -> Iterator[ServeProcess]:
-    args = ["--no-mount", "--root", str(root), "--cors-origin", ALLOWED + "/"]
-    with ServeProcess(args, root.parent, env={"HOODYDB_CORS_ORIGINS": f" {FROM_ENV} ,"}) as server:
+    # A list in the environment: commas, blanks and a final / are tolerated (tests/test_config.py
+    # has --cors-origin beating it).
+    env = {"HOODYDB_CORS_ORIGINS": f"{ALLOWED}/, {FROM_ENV} ,"}
+    with ServeProcess(["--no-mount", "--root", str(root)], root.parent, env=env) as server:
         yield server
 
 

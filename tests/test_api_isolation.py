@@ -25,9 +25,10 @@ import pytest
 from serve_process import ServeProcess
 
 from hoodydb.api.health import HealthCheck, check
-from hoodydb.cli.limit_options import MOUNT_LOCK_TIMEOUT_S, statement_timeout_for
-from hoodydb.fs.mount import MountOptions
+from hoodydb.cli.limit_options import statement_timeout_for
 from hoodydb.fs.process import force_unmount
+from hoodydb.locks.manager import DEFAULT_LOCK_TIMEOUT_S
+from hoodydb.sql.connection import DEFAULT_STATEMENT_TIMEOUT_S
 
 STATEMENT_TIMEOUT = 2.0
 LIMITS = [
@@ -465,13 +466,13 @@ def test_a_hung_health_check_is_not_started_again(tmp_path: Path) -> None:
 
 
 def test_the_default_statement_timeout_stays_below_the_lock_timeout() -> None:
-    assert MountOptions.__dataclass_fields__["lock_timeout"].default == MOUNT_LOCK_TIMEOUT_S
-    assert statement_timeout_for(None, None, mounted=True) < MOUNT_LOCK_TIMEOUT_S
+    assert statement_timeout_for(None, DEFAULT_LOCK_TIMEOUT_S, mounted=True) < DEFAULT_LOCK_TIMEOUT_S
     assert statement_timeout_for(None, 3.0, mounted=True) == 2.0
-    assert statement_timeout_for(None, 3.0, mounted=False) == statement_timeout_for(None, None, mounted=False)
+    assert statement_timeout_for(None, 3.0, mounted=False) == DEFAULT_STATEMENT_TIMEOUT_S
     assert statement_timeout_for(1.0, 3.0, mounted=True) == 1.0
+    assert statement_timeout_for(40.0, 3.0, mounted=False) == 40.0
     with pytest.raises(click.UsageError):
-        statement_timeout_for(40.0, None, mounted=True)
+        statement_timeout_for(40.0, DEFAULT_LOCK_TIMEOUT_S, mounted=True)
 
 
 @pytest.mark.fuse

@@ -12,19 +12,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from starlette.middleware import Middleware
 
-ENV_VAR = "HOODYDB_CORS_ORIGINS"
 
-
-def origins_from(given: Iterable[str], env: str | None) -> tuple[str, ...]:
-    """Origins from `--cors-origin` options and the comma-separated environment value, in order."""
-    origins = [o.strip().rstrip("/") for o in given if o.strip()]
-    if env:
-        origins += [o.strip().rstrip("/") for o in env.split(",") if o.strip()]
-    return tuple(dict.fromkeys(origins))
+def origins_from(given: Iterable[str]) -> tuple[str, ...]:
+    """Origins from `--cors-origin` options (or `HOODYDB_CORS_ORIGINS`), without blanks or a final /."""
+    return tuple(dict.fromkeys(o.strip().rstrip("/") for o in given if o.strip()))
 
 
 def cors_middleware(origins: Sequence[str]) -> list[Middleware]:
-    # Imported here: `serve` reads ENV_VAR at start-up, before Starlette is needed at all.
+    # Imported here: `serve` reads its options at start-up, before Starlette is needed at all.
     from starlette.middleware import Middleware
     from starlette.middleware.cors import CORSMiddleware
 

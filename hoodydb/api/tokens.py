@@ -1,4 +1,4 @@
-"""Where API tokens come from: a token file, `HOODYDB_TOKENS`, `--token`, or one generated and kept.
+"""Where API tokens come from: a token file, `--token` (or `HOODYDB_TOKENS`), or one generated and kept.
 
 A generated token is stored in `STATE_DIR/token` (mode 0600) and reused on restart, so clients
 configured once keep working. A token file or the environment keeps tokens out of the process's
@@ -16,15 +16,11 @@ from pathlib import Path
 from hoodydb.sql.paths import STATE_DIR_NAME
 
 TOKEN_FILE = "token"
-ENV_VAR = "HOODYDB_TOKENS"
 
 
-def tokens_from(given: Iterable[str], env: str | None) -> list[str]:
-    """Tokens from `--token` options and the comma-separated environment value, in that order."""
-    tokens = [t.strip() for t in given if t.strip()]
-    if env:
-        tokens += [t.strip() for t in env.split(",") if t.strip()]
-    return list(dict.fromkeys(tokens))
+def tokens_from(given: Iterable[str]) -> list[str]:
+    """Tokens from `--token` options, without blanks (a list in the environment may have them)."""
+    return list(dict.fromkeys(t.strip() for t in given if t.strip()))
 
 
 def tokens_in_file(path: Path) -> list[str]:
@@ -40,11 +36,9 @@ def tokens_in_file(path: Path) -> list[str]:
     return tokens
 
 
-def accepted_tokens(
-    given: Iterable[str], env: str | None, token_file: Path | None, base_dir: Path
-) -> tuple[list[str], str]:
+def accepted_tokens(given: Iterable[str], token_file: Path | None, base_dir: Path) -> tuple[list[str], str]:
     """Every accepted token, and the line `serve` prints about them (a token only when new)."""
-    tokens = tokens_from(given, env)
+    tokens = tokens_from(given)
     if token_file is not None:
         tokens = list(dict.fromkeys([*tokens, *tokens_in_file(token_file)]))
     if tokens:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from hoodydb.cli.options import option
 from hoodydb.client import DEFAULT_URL, HoodyClient, HoodyHttpError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -19,11 +20,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def api_options(command: F) -> F:
     """Add --url and --token; the command receives a ready `client: HoodyClient` instead."""
 
-    @click.option("--url", envvar="HOODYDB_URL", default=DEFAULT_URL, show_default=True, help="API base URL.")
-    @click.option("--token", envvar="HOODYDB_TOKEN", help="Bearer token (see `hoodydb serve`'s output).")
-    @click.option(
-        "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for an answer."
-    )
+    @option("--url", default=DEFAULT_URL, show_default=True, help="API base URL.")
+    @option("--token", help="Bearer token (see `hoodydb serve`'s output).")
+    @option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for an answer.")
     @functools.wraps(command)
     def wrapper(*args: Any, url: str, token: str | None, timeout: float, **kwargs: Any) -> Any:
         with HoodyClient(url, token, timeout=timeout) as client:

@@ -8,13 +8,12 @@ from typing import Any, TypeVar
 
 import click
 
+from hoodydb.cli.options import option
 from hoodydb.sql import limits as defaults
 from hoodydb.sql.connection import DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.limits import SqlLimits
 
 F = TypeVar("F", bound=Callable[..., Any])
-# The mount's own default (`MountOptions.lock_timeout`); a test keeps the two equal.
-MOUNT_LOCK_TIMEOUT_S = 30.0
 
 _OPTIONS = [
     ("--max-value-bytes", "max_value_bytes", defaults.DEFAULT_MAX_VALUE_BYTES, "Longest string or blob."),
@@ -49,27 +48,23 @@ def limit_options(command: F) -> F:
         return command(*args, limits=SqlLimits(**given), **kwargs)
 
     for flag, name, default, help_text in reversed(_OPTIONS):
-        wrapper = click.option(
+        wrapper = option(
             flag, name, type=click.IntRange(min=1), default=default, show_default=True, help=help_text
         )(wrapper)
     return wrapper  # type: ignore[return-value]
 
 
-def statement_timeout_for(given: float | None, lock_timeout: float | None, *, mounted: bool) -> float:
+def statement_timeout_for(given: float | None, lock_timeout: float, *, mounted: bool) -> float:
     """The statement timeout: as given, else the default kept below the mount's lock timeout.
 
     An HTTP reader holding a database past the lock timeout would make a native writer waiting
     behind it fail, so the default is two thirds of a lower `--lock-timeout`, and a given value
-    must stay below the mount's.
+    must stay below the mount's. Without a mount there is no lock timeout to stay below.
     """
-    if mounted and lock_timeout is None:
-        lock_timeout = MOUNT_LOCK_TIMEOUT_S
-    if not mounted:
-        lock_timeout = None
     if given is not None:
-        if lock_timeout is not None and given >= lock_timeout:
+        if mounted and given >= lock_timeout:
             raise click.UsageError("--statement-timeout must be below --lock-timeout")
         return given
-    if lock_timeout is None:
+    if not mounted:
         return DEFAULT_STATEMENT_TIMEOUT_S
     return min(DEFAULT_STATEMENT_TIMEOUT_S, lock_timeout * 2 / 3)

@@ -13,12 +13,14 @@ import click
 
 from hoodydb.api import cors
 from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
-from hoodydb.api.tokens import ENV_VAR, accepted_tokens
+from hoodydb.api.tokens import accepted_tokens
 from hoodydb.cli.limit_options import limit_options, statement_timeout_for
+from hoodydb.cli.options import configure_logging, list_option, mount_options, option
 from hoodydb.control_client import socket_path
 from hoodydb.fs.claim import ClaimError, probe
 from hoodydb.fs.orphan import SERVE_PID_ENV, replace_orphan
 from hoodydb.fs.process import MountError, MountProcess, this_program
+from hoodydb.fs.settings import MountSettings, daemon_args
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.limits import SqlLimits
 from hoodydb.sql.paths import Roots
@@ -38,47 +40,37 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 @click.command()
-@click.option("--data", type=_DIR, help="Backing directory: where the database files really live.")
-@click.option("--mount", "mountpoint", type=_DIR, help="Mountpoint; the API opens databases through it.")
-@click.option("--no-mount", is_flag=True, help="Serve plain directories (--root) without a mount.")
-@click.option(
-    "--root", "roots", multiple=True, type=_DIR, help="With --no-mount: a directory to serve (repeatable)."
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
+@option("--data", type=_DIR, help="Backing directory: where the database files really live.")
+@option("--mount", "mountpoint", type=_DIR, help="Mountpoint; the API opens databases through it.")
+@option("--no-mount", is_flag=True, help="Serve plain directories (--root) without a mount.")
+@list_option("--root", "roots", type=_DIR, help="With --no-mount: a directory to serve (repeatable).")
+@option("--host", default="127.0.0.1", show_default=True)
+@option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@list_option(
     "--token",
     "tokens",
-    multiple=True,
-    help=f"Accepted bearer token (repeatable; visible to local users: prefer ${ENV_VAR} or --token-file).",
+    help="Accepted bearer token (repeatable; local users can read a command line: prefer the "
+    "environment or --token-file).",
 )
-@click.option(
+@option(
     "--token-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    envvar="HOODYDB_TOKEN_FILE",
-    help="File of accepted tokens, one per line (also $HOODYDB_TOKEN_FILE).",
+    help="File of accepted tokens, one per line.",
 )
-@click.option(
-    "--lock-timeout", type=click.FloatRange(min=0.1), help="Passed to the mount: longest wait for a turn."
-)
-@click.option(
-    "--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True
-)
-@click.option(
-    "--busy-timeout", type=click.FloatRange(min=0), default=DEFAULT_BUSY_TIMEOUT_S, show_default=True
-)
-@click.option(
+@option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True)
+@option("--busy-timeout", type=click.FloatRange(min=0), default=DEFAULT_BUSY_TIMEOUT_S, show_default=True)
+@option(
     "--statement-timeout",
     type=click.FloatRange(min=0.01),
     help=f"Longest transaction [default: {DEFAULT_STATEMENT_TIMEOUT_S:g}, kept below --lock-timeout].",
 )
-@click.option(
+@list_option(
     "--cors-origin",
     "cors_origins",
-    multiple=True,
-    help=f"Browser origin allowed to call the API: https://app.example (repeatable; also ${cors.ENV_VAR}).",
+    help="Browser origin allowed to call the API: https://app.example (repeatable).",
 )
 @limit_options
+@mount_options
 def serve(
     data: Path | None,
     mountpoint: Path | None,
@@ -88,12 +80,12 @@ def serve(
     port: int,
     tokens: tuple[str, ...],
     token_file: Path | None,
-    lock_timeout: float | None,
     max_body_bytes: int,
     busy_timeout: float,
     statement_timeout: float | None,
     cors_origins: tuple[str, ...],
     limits: SqlLimits,
+    settings: MountSettings,
 ) -> None:
     """Run the HTTP API; with --data and --mount, run the mount too and serve databases through it.
 
@@ -109,8 +101,9 @@ def serve(
             raise click.UsageError("give --data DIR and --mount DIR (or --no-mount --root DIR)")
         data.mkdir(parents=True, exist_ok=True)
         served, state_base = [mountpoint], data
+    configure_logging(settings)
     try:
-        accepted, token_line = accepted_tokens(tokens, os.environ.get(ENV_VAR), token_file, state_base)
+        accepted, token_line = accepted_tokens(tokens, token_file, state_base)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     config = ApiConfig(
@@ -118,8 +111,10 @@ def serve(
         tokens=frozenset(accepted),
         max_body_bytes=max_body_bytes,
         busy_timeout=busy_timeout,
-        statement_timeout=statement_timeout_for(statement_timeout, lock_timeout, mounted=not no_mount),
-        cors_origins=cors.origins_from(cors_origins, os.environ.get(cors.ENV_VAR)),
+        statement_timeout=statement_timeout_for(
+            statement_timeout, settings.lock_timeout, mounted=not no_mount
+        ),
+        cors_origins=cors.origins_from(cors_origins),
         control_socket=None if no_mount else socket_path(served[0]),
         limits=limits,
     )
@@ -130,12 +125,12 @@ def serve(
     with contextlib.ExitStack() as stack:
         if not no_mount:
             assert data is not None and mountpoint is not None
-            args = [] if lock_timeout is None else [f"--lock-timeout={lock_timeout}"]
             try:
                 # The mount is a child process: the API must never run inside the FUSE daemon.
                 # Its own session: Ctrl-C in the terminal reaches only serve, which drains the
                 # API and then stops the mount, instead of both stopping at once.
                 _claim_mount(data, mountpoint)
+                args = daemon_args(settings)
                 mount = MountProcess(data, mountpoint, extra_args=args, detach=True, program=this_program())
                 # Stopped on the way out even if a stop signal cuts its start short.
                 stack.callback(mount.stop)

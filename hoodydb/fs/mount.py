@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,9 @@ from hoodydb.fs.control import ControlServer
 from hoodydb.fs.operations import Passthrough
 from hoodydb.fs.orphan import SERVE_PID_ENV
 from hoodydb.fs.process import is_mounted
-from hoodydb.locks.layout import DEFAULT_PENDING_BYTE, LockLayout
+from hoodydb.fs.settings import MountSettings
+from hoodydb.locks.layout import LockLayout
 from hoodydb.locks.manager import LockManager
-from hoodydb.locks.types import Policy
 
 log = logging.getLogger("hoodydb.mount")
 
@@ -28,19 +28,15 @@ class MountConfigError(Exception):
     """The mount cannot start; the message says why and what to do."""
 
 
+# How long the kernel may trust a file's attributes before asking again.
+ATTR_TIMEOUT_S = 1.0
+
+
 @dataclass(frozen=True)
 class MountOptions:
     backing: Path
     mountpoint: Path
-    policy: Policy = Policy.SERIAL
-    lock_timeout: float = 30.0
-    max_threads: int = 256
-    kernel_cache: bool = True
-    attr_timeout: float = 1.0
-    pin_under_contention: bool = True
-    pending_byte: int = DEFAULT_PENDING_BYTE
-    control_socket: Path | None = None
-    debug: bool = False
+    settings: MountSettings = field(default_factory=MountSettings)
 
 
 def preflight(opts: MountOptions) -> None:
@@ -84,17 +80,22 @@ def _cmdline(pid: int) -> str:
 def run(opts: MountOptions) -> None:
     """Mount and serve until unmounted or signalled (SIGINT/SIGTERM unmount cleanly)."""
     preflight(opts)
+    settings = opts.settings
     manager = LockManager(
-        policy=opts.policy,
-        layout=LockLayout(opts.pending_byte),
-        lock_timeout=opts.lock_timeout,
-        max_waiters=max(1, opts.max_threads - 16),
+        policy=settings.policy,
+        layout=LockLayout(settings.pending_byte),
+        lock_timeout=settings.lock_timeout,
+        max_waiters=max(1, settings.max_threads - 16),
     )
     ops = Passthrough(
-        str(opts.backing), manager, attr_timeout=opts.attr_timeout, kernel_cache=opts.kernel_cache
+        str(opts.backing), manager, attr_timeout=ATTR_TIMEOUT_S, kernel_cache=settings.kernel_cache
     )
 
-    pin = ContentionPin(lambda: manager.waits, lambda: manager.waiting) if opts.pin_under_contention else None
+    pin = (
+        ContentionPin(lambda: manager.waits, lambda: manager.waiting)
+        if settings.pin_under_contention
+        else None
+    )
 
     # Resolved now: libfuse moves the daemon to / once mounted, and a relative path would then
     # name the wrong directory.
@@ -110,9 +111,10 @@ def run(opts: MountOptions) -> None:
             "mountpoint": mountpoint,
             "backing": backing,
             "pid": os.getpid(),
-            "policy": opts.policy.value,
+            "policy": settings.policy.value,
             "serve_pid": int(os.environ.get(SERVE_PID_ENV) or 0) or None,  # see orphan.py
-            "lock_timeout": opts.lock_timeout,
+            "lock_timeout": settings.lock_timeout,
+            "settings": settings.report(),  # what the daemon runs with, every option
             "pinned_to_cpu": pin.cpu if pin is not None and pin.pinned else None,
             "databases": databases,
         }
@@ -122,8 +124,9 @@ def run(opts: MountOptions) -> None:
         claim = TreeClaim(opts.backing).acquire()
     except ClaimError as exc:
         raise MountConfigError(str(exc)) from None
-    control = ControlServer(opts.control_socket or socket_path(opts.mountpoint), report)
+    control = ControlServer(socket_path(opts.mountpoint), report)
     control.start()
+    log.info("mounting %s at %s: %s", backing, mountpoint, settings.report())
     if pin is not None:
         pin.start()
     try:
@@ -142,17 +145,17 @@ def _serve(ops: Passthrough, opts: MountOptions) -> None:
             ops,
             str(opts.mountpoint),
             foreground=True,
-            debug=opts.debug,
+            debug=opts.settings.debug,
             allow_other=os.geteuid() == 0,
             default_permissions=True,
             fsname=f"{FSNAME_PREFIX}{opts.backing.resolve()}",
             subtype="hoodydb",  # the type reads fuse.hoodydb (process.FSTYPE)
             # A waiting lock request occupies a worker thread; enough of them that waiters can
             # never starve the admitted client of threads for its reads and writes.
-            max_threads=opts.max_threads,
+            max_threads=opts.settings.max_threads,
             # Workers never exit: each keeps a pinned Python thread state (binding.py), which
             # an exiting thread would leak.
-            max_idle_threads=opts.max_threads,
+            max_idle_threads=opts.settings.max_threads,
             clone_fd=True,  # a /dev/fuse descriptor per worker: no shared read queue to wake
         )
     except RuntimeError as exc:

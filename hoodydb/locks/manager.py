@@ -38,6 +38,9 @@ from hoodydb.locks.types import (
 log = logging.getLogger(__name__)
 trace = logging.getLogger(__name__ + ".trace")  # every decision, for debugging the protocol
 
+# The longest a request waits for its turn before it is answered EAGAIN (`--lock-timeout`).
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
 CYCLE_CHECK_SECONDS = 1.0
 SHM_INIT_POLL_SECONDS = 0.002
 RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
@@ -92,7 +95,7 @@ class LockManager:
         *,
         policy: Policy = Policy.SERIAL,
         layout: LockLayout | None = None,
-        lock_timeout: float = 30.0,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
         reservation_seconds: float = 2.0,
         exclusive_priority_seconds: float = 1.0,
         schema_grace: float = 0.005,
