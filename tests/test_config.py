@@ -206,3 +206,13 @@ def test_serve_options_from_the_environment_and_flags_beating_them(tmp_path: Pat
         for origin, allowed in [("http://flag.example", True), ("http://env.example", False)]:
             answer = httpx.get(f"{api.url}/healthz", headers={"Origin": origin})
             assert ("access-control-allow-origin" in answer.headers) == allowed
+
+
+def test_mount_flags_without_a_mount_are_refused_but_the_environment_is_not(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "hoodydb", "serve", "--no-mount", "--root", str(tmp_path / "r")]
+    done = subprocess.run([*cmd, "--policy", "off"], env=clean_env(), capture_output=True, text=True)
+    assert done.returncode == 2 and "--policy: for the mount" in done.stderr
+    # A shared environment holds mount options too: serve --no-mount starts anyway.
+    env = {**as_env(NON_DEFAULT), "HOODYDB_NO_MOUNT": "1", "HOODYDB_ROOTS": str(tmp_path / "r")}
+    with ServeProcess([], tmp_path, env=clean_env(**env)) as api:
+        assert api.client.get("/api/v1/sqlite/databases").status_code == 200

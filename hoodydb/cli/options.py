@@ -42,12 +42,12 @@ def list_option(
 class _CommaSeparated(click.ParamType):
     """`type`, but an environment variable's list is split at commas, not blanks (or colons)."""
 
-    def split_envvar_value(self, rv: str) -> list[str]:
-        return [item.strip() for item in rv.split(",") if item.strip()]
-
     def __init__(self, inner: click.ParamType) -> None:
         self.inner = inner
         self.name = inner.name
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [item.strip() for item in rv.split(",") if item.strip()]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         return self.inner.convert(value, param, ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 import click
+from click.core import ParameterSource
 
 from hoodydb.api import cors
 from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
@@ -20,12 +22,14 @@ from hoodydb.control_client import socket_path
 from hoodydb.fs.claim import ClaimError, probe
 from hoodydb.fs.orphan import SERVE_PID_ENV, replace_orphan
 from hoodydb.fs.process import MountError, MountProcess, this_program
-from hoodydb.fs.settings import MountSettings, daemon_args
+from hoodydb.fs.settings import MountSettings, daemon_args, flag
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.limits import SqlLimits
 from hoodydb.sql.paths import Roots
 
 _DIR = click.Path(file_okay=False, path_type=Path)
+# The mount options that apply to serve itself too.
+_SERVE_TOO = {"log_level", "debug"}
 
 
 def _claim_mount(data: Path, mountpoint: Path) -> None:
@@ -33,6 +37,16 @@ def _claim_mount(data: Path, mountpoint: Path) -> None:
     replace_orphan(data, mountpoint, lambda line: click.echo(f"hoodydb serve: {line}", err=True))
     probe(data)
     os.environ[SERVE_PID_ENV] = str(os.getpid())  # the mount child reports it: orphan.py
+
+
+def _mount_flags_given() -> list[str]:
+    """Mount options on the command line (the environment may well be shared with mounts)."""
+    ctx = click.get_current_context()
+    return [
+        flag(f.name)
+        for f in dataclasses.fields(MountSettings)
+        if f.name not in _SERVE_TOO and ctx.get_parameter_source(f.name) is ParameterSource.COMMANDLINE
+    ]
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
@@ -44,8 +58,8 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 @option("--mount", "mountpoint", type=_DIR, help="Mountpoint; the API opens databases through it.")
 @option("--no-mount", is_flag=True, help="Serve plain directories (--root) without a mount.")
 @list_option("--root", "roots", type=_DIR, help="With --no-mount: a directory to serve (repeatable).")
-@option("--host", default="127.0.0.1", show_default=True)
-@option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@option("--host", default="127.0.0.1", show_default=True, help="Address the API listens on.")
+@option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Its port.")
 @list_option(
     "--token",
     "tokens",
@@ -57,8 +71,20 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="File of accepted tokens, one per line.",
 )
-@option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True)
-@option("--busy-timeout", type=click.FloatRange(min=0), default=DEFAULT_BUSY_TIMEOUT_S, show_default=True)
+@option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BODY_BYTES,
+    show_default=True,
+    help="Largest request body (then 413).",
+)
+@option(
+    "--busy-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_BUSY_TIMEOUT_S,
+    show_default=True,
+    help="SQLite's busy timeout on the API's connections.",
+)
 @option(
     "--statement-timeout",
     type=click.FloatRange(min=0.01),
@@ -93,6 +119,8 @@ def serve(
     if no_mount:
         if not roots or mountpoint is not None:
             raise click.UsageError("--no-mount needs --root DIR (and no --mount)")
+        if given := _mount_flags_given():
+            raise click.UsageError(f"{', '.join(given)}: for the mount, and --no-mount runs none")
         for root in roots:
             root.mkdir(parents=True, exist_ok=True)
         served, state_base = list(roots), data or roots[0]
