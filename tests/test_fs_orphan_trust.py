@@ -27,7 +27,7 @@ def test_a_forged_report_does_not_get_an_unrelated_process_killed(
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    report = {"backing": str(backing), "mountpoint": str(mountpoint)}
+    report: dict[str, object] = {"backing": str(backing), "mountpoint": str(mountpoint)}
     report |= {"pid": victim.pid, "serve_pid": gone.pid}
     path = control.socket_path(mountpoint)
     path.parent.mkdir(parents=True)
