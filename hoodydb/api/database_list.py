@@ -8,6 +8,7 @@ depth and count so a huge tree cannot make the request endless.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from hoodydb.sql.paths import STATE_DIR_NAME, Roots
 SQLITE_HEADER = b"SQLite format 3\x00"
 EMPTY_DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 MAX_DEPTH = 8
-MAX_FILES_LOOKED_AT = 10_000
+MAX_FILES_LOOKED_AT = 10_000  # files and directories: a tree of empty directories is bounded too
 
 
 def _is_database(path: Path, size: int) -> bool:
@@ -30,11 +31,17 @@ def _is_database(path: Path, size: int) -> bool:
         return path.name.endswith(EMPTY_DATABASE_SUFFIXES)
     if size < len(SQLITE_HEADER):
         return False
+    # Non-blocking and not through a symlink: the file may have become a FIFO since its lstat.
     try:
-        with open(path, "rb") as f:
-            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def find_databases(roots: Roots) -> tuple[list[dict[str, Any]], bool]:
@@ -46,6 +53,9 @@ def find_databases(roots: Roots) -> tuple[list[dict[str, Any]], bool]:
             depth = len(Path(directory).relative_to(root).parts)
             # Never into hoodydb's own state, and never deeper than the bound.
             subdirs[:] = [] if depth >= MAX_DEPTH else sorted(d for d in subdirs if d != STATE_DIR_NAME)
+            looked_at += len(subdirs)
+            if looked_at > MAX_FILES_LOOKED_AT:
+                return found, True
             for name in sorted(files):
                 looked_at += 1
                 if looked_at > MAX_FILES_LOOKED_AT:

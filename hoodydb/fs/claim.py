@@ -56,6 +56,7 @@ class TreeClaim:
         self._fds: list[int] = []
 
     def acquire(self) -> TreeClaim:
+        _refuse_if_on_a_mount(self.backing)
         wanted = [(self.backing, fcntl.LOCK_EX)] + [(p, fcntl.LOCK_SH) for p in _ancestors(self.backing)]
         try:
             conflict = next(((d, how) for d, how in wanted if not self._lock(d, how)), None)
@@ -100,6 +101,19 @@ class TreeClaim:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def _refuse_if_on_a_mount(backing: str) -> None:
+    """A tree reached through a hoodydb mount: its locks would be on the mount's inodes, blind to
+    the claim on the files beneath, and a second daemon would keep a second lock table over them."""
+    for served, mountpoint in hoodydb_mounts():
+        if mountpoint == backing or Path(mountpoint) in Path(backing).parents:
+            try:
+                st = os.stat(served)
+                holders = flock_holders(st.st_dev, st.st_ino, "WRITE")
+            except OSError:
+                holders = []
+            raise ClaimError(f"{backing} is on {_describe(holders, [mountpoint])}; {_ADVICE}")
 
 
 def probe(backing: str | os.PathLike[str]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hoodydb import control_client as control
+from hoodydb.fs.claim import flock_holders
 from hoodydb.fs.process import MountError, is_mounted
 
 SERVE_PID_ENV = "HOODYDB_SERVE_PID"
@@ -40,6 +41,17 @@ def is_orphan(report: dict[str, Any]) -> bool:
     return serve_start is None or serve_start > daemon_start
 
 
+def _holds_claim(pid: int, backing: str) -> bool:
+    """Does `pid` hold the claim on `backing`? The report comes from whatever answers at the socket
+    path, which may sit in a directory another user made: only a daemon of this tree is stopped."""
+    try:
+        st = os.stat(backing)
+        owner = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return False
+    return owner == os.geteuid() and pid in flock_holders(st.st_dev, st.st_ino, "WRITE")
+
+
 def replace_orphan(
     backing: str | os.PathLike[str],
     mountpoint: str | os.PathLike[str],
@@ -55,7 +67,7 @@ def replace_orphan(
         os.path.realpath(backing),
         os.path.realpath(mountpoint),
     )
-    if not ours or not is_orphan(report):
+    if not ours or not is_orphan(report) or not _holds_claim(report["pid"], report["backing"]):
         return
     pid = report["pid"]
     say(

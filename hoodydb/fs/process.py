@@ -138,6 +138,7 @@ class MountProcess:
         # the benchmark) run the hoodydb they import.
         self.program = list(program) if program is not None else [sys.executable, "-m", "hoodydb"]
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     @property
     def pid(self) -> int:
@@ -152,6 +153,7 @@ class MountProcess:
             raise MountError(f"{self.mountpoint} is busy: a FUSE file system is already mounted there")
         cmd = [*self.program, "mount", str(self.backing), str(self.mountpoint), "--foreground"]
         stderr = open(self.stderr_path, "ab") if self.stderr_path else None  # noqa: SIM115
+        self._log_start = stderr.tell() if stderr is not None else 0
         try:
             with _stop_signals_held():
                 self.proc = subprocess.Popen(
@@ -171,12 +173,25 @@ class MountProcess:
                 stderr.close()
         return self
 
+    def _last_error(self) -> str:
+        """The daemon's reason from its log (a claim lost to a mount started at the same instant)."""
+        try:
+            lines = (
+                Path(self.stderr_path).read_text(errors="replace").splitlines() if self.stderr_path else []
+            )
+        except OSError:
+            return ""
+        return f": {lines[-1].removeprefix('Error: ')}" if lines and lines[-1].strip() else ""
+
     def _wait_mounted(self) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + self.start_timeout
         while mounted_type(self.mountpoint) != FSTYPE:
             if self.proc.poll() is not None:
-                raise MountError(f"hoodydb mount exited with status {self.proc.returncode} before mounting")
+                raise MountError(
+                    f"hoodydb mount exited with status {self.proc.returncode} before mounting"
+                    + self._last_error()
+                )
             if time.monotonic() > deadline:
                 raise MountError(f"{self.mountpoint} was not mounted within {self.start_timeout} s")
             time.sleep(0.02)
