@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,25 @@ def runtime_dir() -> Path:
         return Path("/run/hoodydb")
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     return Path(xdg) / "hoodydb" if xdg else Path(f"/tmp/hoodydb-{os.geteuid()}")
+
+
+class RuntimeDirError(Exception):
+    """The runtime directory is not this user's own: a socket there could be anyone's."""
+
+
+def ensure_runtime_dir(directory: Path | None = None) -> Path:
+    """The runtime directory (or `directory`), created private if missing; refused if another
+    user made it or can write to it, since whoever owns it could answer for our daemons (and
+    `serve` stops daemons by what their socket says)."""
+    directory = runtime_dir() if directory is None else directory
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise RuntimeDirError(
+            f"runtime directory {directory} is not a directory owned by this user and writable only"
+            " by it; remove it or set HOODYDB_RUNTIME_DIR"
+        )
+    return directory
 
 
 def socket_path(mountpoint: str | os.PathLike[str]) -> Path:

@@ -28,7 +28,6 @@ def mount(backing: Path, mountpoint: Path, foreground: bool, settings: MountSett
         if not foreground:
             preflight(opts)
             log = control_client.socket_path(mountpoint).with_suffix(".log")
-            log.parent.mkdir(parents=True, exist_ok=True)
             child = MountProcess(
                 backing,
                 mountpoint,

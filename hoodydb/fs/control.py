@@ -13,13 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hoodydb.control_client import ensure_runtime_dir
+
 
 class ControlServer:
     """Serves `report()` as JSON to every connection, from a daemon thread."""
 
     def __init__(self, path: Path, report: Callable[[], dict[str, Any]]) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        ensure_runtime_dir(path.parent)
         path.unlink(missing_ok=True)
 
         class Handler(socketserver.BaseRequestHandler):

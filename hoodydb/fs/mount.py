@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hoodydb.control_client import socket_path
+from hoodydb.control_client import RuntimeDirError, ensure_runtime_dir, socket_path
 from hoodydb.fs.affinity import ContentionPin
 from hoodydb.fs.binding import FUSE
 from hoodydb.fs.claim import FSNAME_PREFIX, ClaimError, TreeClaim, probe
@@ -65,7 +65,8 @@ def preflight(opts: MountOptions) -> None:
         raise MountConfigError("the mountpoint must not be inside the backing directory")
     try:
         probe(backing)
-    except ClaimError as exc:
+        ensure_runtime_dir()
+    except (ClaimError, RuntimeDirError) as exc:
         raise MountConfigError(str(exc)) from None
 
 
