@@ -44,7 +44,8 @@ listed beside its option below, as `[env var: …]`.
 - **`HOODYDB_RUNTIME_DIR`** is no option: the directory of the mounts' control sockets and of a
   detached mount's log. Default `/run/hoodydb` for root, else `$XDG_RUNTIME_DIR/hoodydb`, else
   `/tmp/hoodydb-UID`. `hoodydb locks` and `serve`'s `/locks` look for mounts there, so give every
-  command the same value.
+  command the same value. It must be the user's own and writable by nobody else (a mount refuses
+  one that is not): the sockets in it are trusted.
 - The arguments of a single request or report (`--db`, `--body`, `--json`, …) have no variable.
 """
 
