@@ -178,13 +178,15 @@ def _free_port() -> int:
 
 
 class Serve:
-    """`hoodydb serve` as a child, restarted in place; the env keeps its control socket in the temp dir."""
+    """`hoodydb serve` as a child process, killed and started again in place."""
 
     def __init__(self, tmp: Path) -> None:
         self.data, self.mnt, self.logs = tmp / "data", tmp / "mnt", tmp / "logs"
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "HOODYDB_RUNTIME_DIR": str(tmp / "runtime")}
+        # Its control socket: in the runtime directory given (the tests'), else in the temp dir.
+        runtime = os.environ.get("HOODYDB_RUNTIME_DIR") or str(tmp / "runtime")
+        self.env = {**os.environ, "HOODYDB_RUNTIME_DIR": runtime}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -199,7 +201,8 @@ class Serve:
         deadline = time.monotonic() + timeout
         while not self._healthy():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"hoodydb serve did not come up: see {self.logs}/serve.{self.starts}.log")
+                log = (self.logs / f"serve.{self.starts}.log").read_text(errors="replace")
+                raise RuntimeError(f"hoodydb serve did not come up:\n{log[-2000:]}")
             time.sleep(0.05)
 
     def _healthy(self) -> bool:
@@ -505,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Command: python -m bench.soak {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     print(f"Started: {time.strftime('%Y-%m-%d %H:%M %Z')}, seed {args.seed}", flush=True)
-    result = run(options)
+    result = run(options, say=lambda line: print(line, flush=True))
     print(report(result))
     return 0 if result.passed else 1
 
