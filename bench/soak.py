@@ -130,8 +130,8 @@ class SoakResult:
         )
 
 
-def _benign(kind: str, message: str) -> bool:
-    return kind.endswith("auditor") and message in BENIGN_AUDITOR_ERRORS
+def _benign(client: str, message: str) -> bool:
+    return " auditor on " in client and message in BENIGN_AUDITOR_ERRORS
 
 
 def normalise(message: str) -> str:
@@ -320,7 +320,7 @@ def read_logs(fleet: Fleet, outages: list[Outage], result: SoakResult) -> dict[s
     """Tally every client's log; returns the acknowledged ids per database."""
     acked: dict[str, set[str]] = {db: set() for db in DATABASES}
     for client in fleet.all_logs:
-        label = f"{client.kind} {client.role}"
+        label = f"{client.kind} {client.role} on {client.db}"
         if not client.log.exists():
             continue
         for line in client.log.read_text(errors="replace").splitlines():
