@@ -38,8 +38,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,13 +97,13 @@ class Outage:
 class SoakResult:
     seconds: float = 0.0
     writer_kills: Counter[str] = field(default_factory=Counter)
-    writer_exits: list[str] = field(default_factory=list)  # writers that stopped on their own
+    client_exits: list[str] = field(default_factory=list)  # clients that stopped on their own
     daemon_kills: int = 0
     acknowledged: Counter[str] = field(default_factory=Counter)  # by writer kind
     acknowledged_by_db: Counter[str] = field(default_factory=Counter)
     committed_by_db: Counter[str] = field(default_factory=Counter)  # ledger rows at the end
     lost: dict[str, list[str]] = field(default_factory=dict)  # acknowledged ids missing, by db
-    outage_errors: Counter[str] = field(default_factory=Counter)  # "kind: message"
+    outage_errors: Counter[str] = field(default_factory=Counter)  # "client on db: message"
     errors_while_up: Counter[str] = field(default_factory=Counter)
     auditor_checks: Counter[str] = field(default_factory=Counter)
     bad_snapshots: list[str] = field(default_factory=list)
@@ -123,7 +123,7 @@ class SoakResult:
         return (
             self.lost_count == 0
             and not self.bad_snapshots
-            and not self.writer_exits
+            and not self.client_exits
             and not self.unexpected_errors
             and all(v == "ok" for v in self.final_checks.values())
             and len(self.final_checks) == len(DATABASES)
@@ -295,7 +295,7 @@ class Fleet:
         """A client never stops by itself; if one does, say so and start another."""
         for client in list(self.clients.values()):
             if client.proc.poll() is not None:
-                result.writer_exits.append(
+                result.client_exits.append(
                     f"{client.log.name} exited with {client.proc.returncode}: "
                     f"{client.log.with_suffix('.stderr').read_text(errors='replace')[-500:]}"
                 )
@@ -365,61 +365,25 @@ def final_check(path: Path, acked: set[str]) -> tuple[str, set[str], int]:
     return "; ".join(problems) or "ok", acked - present, len(present)
 
 
-@contextmanager
-def _workdir(root: str | None) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="hoodydb-soak-", dir=root) as tmp:
-        yield Path(tmp)
-
-
 def run(options: SoakOptions, say: Callable[[str], None] = print) -> SoakResult:
     rng = random.Random(options.seed)
     result = SoakResult()
-    with _workdir(options.root) as tmp:
-        serve = Serve(tmp)
+    with tempfile.TemporaryDirectory(prefix="hoodydb-soak-", dir=options.root) as tmp:
+        serve = Serve(Path(tmp))
         for d in (serve.data, serve.logs):
             d.mkdir()
         for db, mode in DATABASES.items():
             create_database(serve.data / db, mode)
-        go_writer = options.go_writer or build_go_writer(tmp)
-        serve.start()
-        fleet = Fleet(serve, go_writer, rng)
+        fleet = Fleet(serve, options.go_writer or build_go_writer(Path(tmp)), rng)
         outages: list[Outage] = []
         try:
-            fleet.start_all()
-            t0 = time.monotonic()
-            end = t0 + options.minutes * 60
-            next_kill = t0 + rng.uniform(*options.kill_every)
-            next_restart = t0 + rng.uniform(*options.restart_every)
-            next_load = t0
-            while (now := time.monotonic()) < end:
-                if now >= next_load:
-                    result.load.append(os.getloadavg()[0])
-                    next_load = now + 60
+            try:
+                serve.start()
+                fleet.start_all()
+                _kill_for(options, rng, serve, fleet, outages, result, say)
                 fleet.replace_exited(result)
-                if now >= next_kill:
-                    fleet.kill_random_writer(result)
-                    next_kill = now + rng.uniform(*options.kill_every)
-                if now >= next_restart:
-                    outage = Outage(time.time())
-                    serve.kill_daemon()
-                    outages.append(outage)
-                    result.daemon_kills += 1
-                    time.sleep(rng.uniform(*options.outage))
-                    serve.kill_serve()
-                    serve.start()
-                    outage.up_at = time.time()
-                    say(
-                        f"[{now - t0:6.0f} s] daemon kill {result.daemon_kills}: down "
-                        f"{outage.up_at - outage.killed_at:.1f} s; writer kills so far "
-                        f"{sum(result.writer_kills.values())}"
-                    )
-                    next_restart = time.monotonic() + rng.uniform(*options.restart_every)
-                time.sleep(0.02)
-            result.seconds = time.monotonic() - t0
-            fleet.replace_exited(result)
-        finally:
-            fleet.kill_all()
-        try:
+            finally:
+                fleet.kill_all()
             acked = read_logs(fleet, outages, result)
             for db in DATABASES:
                 verdict, lost, rows = final_check(serve.mnt / db, acked[db])
@@ -431,6 +395,48 @@ def run(options: SoakOptions, say: Callable[[str], None] = print) -> SoakResult:
             serve.stop()
         result.load.append(os.getloadavg()[0])
     return result
+
+
+def _kill_for(
+    options: SoakOptions,
+    rng: random.Random,
+    serve: Serve,
+    fleet: Fleet,
+    outages: list[Outage],
+    result: SoakResult,
+    say: Callable[[str], None],
+) -> None:
+    """The soak's minutes: writers killed at random, the daemon killed and remounted."""
+    t0 = time.monotonic()
+    end = t0 + options.minutes * 60
+    next_kill = t0 + rng.uniform(*options.kill_every)
+    next_restart = t0 + rng.uniform(*options.restart_every)
+    next_load = t0
+    while (now := time.monotonic()) < end:
+        if now >= next_load:
+            result.load.append(os.getloadavg()[0])
+            next_load = now + 60
+        fleet.replace_exited(result)
+        if now >= next_kill:
+            fleet.kill_random_writer(result)
+            next_kill = now + rng.uniform(*options.kill_every)
+        if now >= next_restart:
+            outage = Outage(time.time())
+            serve.kill_daemon()
+            outages.append(outage)
+            result.daemon_kills += 1
+            time.sleep(rng.uniform(*options.outage))
+            serve.kill_serve()
+            serve.start()
+            outage.up_at = time.time()
+            say(
+                f"[{now - t0:6.0f} s] daemon kill {result.daemon_kills}: down "
+                f"{outage.up_at - outage.killed_at:.1f} s; writer kills so far "
+                f"{sum(result.writer_kills.values())}"
+            )
+            next_restart = time.monotonic() + rng.uniform(*options.restart_every)
+        time.sleep(0.02)
+    result.seconds = time.monotonic() - t0
 
 
 def report(result: SoakResult) -> str:
@@ -459,7 +465,7 @@ def report(result: SoakResult) -> str:
         f"| auditor checks | {sum(result.auditor_checks.values())}: "
         + ", ".join(f"{k} {n}" for k, n in sorted(result.auditor_checks.items()))
         + f"; inconsistent snapshots {len(result.bad_snapshots)} |",
-        f"| clients that stopped on their own | {len(result.writer_exits)} |",
+        f"| clients that stopped on their own | {len(result.client_exits)} |",
         "",
         "Errors while the mount was down or on a connection into the killed mount (expected):",
         "",
@@ -474,7 +480,7 @@ def report(result: SoakResult) -> str:
     for db, ids in result.lost.items():
         lines.append(f"\nLOST in {db}: {len(ids)}, e.g. {ids[:10]}")
     lines += [f"\nBAD: {b}" for b in result.bad_snapshots[:20]]
-    lines += [f"\nEXITED: {e}" for e in result.writer_exits[:20]]
+    lines += [f"\nEXITED: {e}" for e in result.client_exits[:20]]
     lines.append(f"\nResult: {'PASS' if result.passed else 'FAIL'}")
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ def test_half_a_minute_of_kills_loses_no_acknowledged_commit(tmp_path: Path) -> 
     assert result.lost_count == 0, text
     assert result.final_checks == {db: "ok" for db in soak.DATABASES}, text
     assert not result.bad_snapshots, text
-    assert not result.writer_exits, text
+    assert not result.client_exits, text
     assert not result.unexpected_errors, text
     assert result.passed, text
     # The run did what it claims: every kind committed, was killed, and was audited.
