@@ -13,8 +13,8 @@ Auditors read the same databases read-only and append `check` for each consisten
   python-writer DB LOG PREFIX ACCOUNTS          Python's sqlite3, busy timeout 0
   cli-writer DB LOG PREFIX ACCOUNTS             an interactive `sqlite3 -bail` session, driven here
   http-writer URL TOKEN DB LOG PREFIX ACCOUNTS  POST /api/v1/sqlite/db, one request per transfer
-  python-auditor DB LOG INITIAL                 Python's sqlite3 with ?mode=ro, busy timeout 0
-  cli-auditor DB LOG INITIAL                    `sqlite3 -readonly`
+  python-auditor DB LOG INITIAL ACCOUNTS        Python's sqlite3 with ?mode=ro, busy timeout 0
+  cli-auditor DB LOG INITIAL ACCOUNTS           `sqlite3 -readonly`
 """
 
 from __future__ import annotations
