@@ -11,7 +11,7 @@ JS_STAMP := $(JS)/node_modules/.installed
 NODE_CLIENTS := tests/clients/node_modules/.package-lock.json
 DISKCACHE_TESTS := $(VENV)/diskcache-tests/.unpacked
 
-.PHONY: run test deps lint typecheck js-test screenshots dist bench clean
+.PHONY: run test deps lint typecheck test-unit test-fuse test-http js-test screenshots dist bench clean
 
 $(STAMP): pyproject.toml packaging/install-system-deps.sh
 	PYTHON=$(PYTHON) ./packaging/install-system-deps.sh
@@ -52,8 +52,26 @@ typecheck: $(STAMP)
 js-test: $(STAMP) $(JS_STAMP)
 	cd $(JS) && HOODYDB_PYTHON=$(CURDIR)/$(BIN)/python npm test
 
-test: $(STAMP) $(NODE_CLIENTS) $(DISKCACHE_TESTS) lint typecheck js-test
-	$(BIN)/pytest
+# The stages of `make test`, in order; each also runs alone (`make test-fuse`). tests/stages.py puts
+# every pytest test in exactly one of unit, fuse and http, from the fixtures and processes it uses.
+STAGES := lint typecheck test-unit test-fuse test-http js-test
+
+# Lock core, SQL layer, CLI and docs: no /dev/fuse, no server.
+test-unit: $(STAMP)
+	$(BIN)/pytest -m "not fuse and not http"
+
+# Real mounts driven by real clients (what the Node and diskcache targets install is for these).
+test-fuse: $(STAMP) $(NODE_CLIENTS) $(DISKCACHE_TESTS)
+	$(BIN)/pytest -m "fuse and not http"
+
+# A real `hoodydb serve` on Hypercorn, with or without its mount.
+test-http: $(STAMP)
+	$(BIN)/pytest -m "http"
+
+# The stages one after the other (never in parallel, even under -j); make stops at the first that
+# fails, and its last line names it: `make: *** [Makefile:NN: test-fuse] Error 1`.
+.NOTPARALLEL:
+test: $(STAGES)
 
 # Retake the console's screenshots in docs/ (the browser test takes them).
 screenshots: $(STAMP) $(JS_STAMP)

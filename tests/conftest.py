@@ -1,6 +1,7 @@
 """Shared fixtures: real mounts in temporary directories, always unmounted.
 
 Tests that need FUSE never skip: CI has /dev/fuse, so a missing one is a failure to report.
+Each test is marked for its stage (unit, fuse, http) here, from what it uses: see tests/stages.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,25 @@ from pathlib import Path
 import pytest
 
 from hoodydb.fs.process import MountProcess
+from tests.stages import RunTimeGuard, needed_markers
+
+_guard = RunTimeGuard()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in sorted(needed_markers(item)):
+            item.add_marker(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    """The guard knows the running test from its first fixture's set-up to its last teardown."""
+    _guard.item = item
+    try:
+        return (yield)
+    finally:
+        _guard.item = None
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -90,6 +90,10 @@ def test_stop_signal_ends_the_server_cleanly(tmp_path: Path, signum: int) -> Non
     assert "Traceback" not in server.stderr()
 
 
+# `serve` stops at its usage errors before serving or mounting, but a test that runs `serve` is in
+# the stage that has both (tests/stages.py cannot tell from the command that it will stop).
+@pytest.mark.fuse
+@pytest.mark.http
 def test_usage_errors(tmp_path: Path) -> None:
     for args in (["--no-mount"], ["--data", str(tmp_path)], ["--no-mount", "--mount", str(tmp_path)]):
         result = subprocess.run(

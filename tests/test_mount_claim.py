@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from serve_process import ServeProcess
 
 from hoodydb import control_client as control
 from hoodydb.fs.orphan import started_at
 from hoodydb.fs.process import FSTYPE, MountProcess, force_unmount, is_mounted, mounted_type
+
+pytestmark = pytest.mark.fuse  # every test mounts, some through `hoodydb serve`
 
 UNSHARE = ["unshare", "--mount", "--pid", "--fork", "--mount-proc"]  # a container, as far as locks go
 

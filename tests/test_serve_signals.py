@@ -15,7 +15,7 @@ import pytest
 
 from hoodydb.fs.process import force_unmount, is_mounted
 
-pytestmark = pytest.mark.fuse
+pytestmark = [pytest.mark.fuse, pytest.mark.http]  # it starts `hoodydb serve` with its mount
 
 
 def _processes_naming(marker: str) -> list[int]:
