@@ -13,7 +13,7 @@ from hoodydb.sql.errors import SqlApiError
 UNAUTHORIZED = "unauthorized"
 BODY_TOO_LARGE = "body_too_large"
 METHOD_NOT_ALLOWED = "method_not_allowed"
-UNAVAILABLE = "unavailable"
+UNAVAILABLE = codes.UNAVAILABLE
 INTERNAL_ERROR = "internal_error"
 
 STATUS_BY_CODE: dict[str, int] = {

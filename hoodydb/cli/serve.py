@@ -23,6 +23,7 @@ from hoodydb.fs.claim import ClaimError, probe
 from hoodydb.fs.orphan import SERVE_PID_ENV, replace_orphan
 from hoodydb.fs.process import MountError, MountProcess, this_program
 from hoodydb.fs.settings import MountSettings, daemon_args, flag
+from hoodydb.fs.supervise import SupervisedMount
 from hoodydb.sql.connection import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from hoodydb.sql.limits import SqlLimits
 from hoodydb.sql.paths import Roots
@@ -159,7 +160,12 @@ def serve(
                 # API and then stops the mount, instead of both stopping at once.
                 _claim_mount(data, mountpoint)
                 args = daemon_args(settings)
-                mount = MountProcess(data, mountpoint, extra_args=args, detach=True, program=this_program())
+                mount = SupervisedMount(
+                    lambda: MountProcess(
+                        data, mountpoint, extra_args=args, detach=True, program=this_program()
+                    ),
+                    on_give_up=lambda: os.kill(os.getpid(), signal.SIGTERM),
+                )
                 # Stopped on the way out even if a stop signal cuts its start short.
                 stack.callback(mount.stop)
                 mount.start()

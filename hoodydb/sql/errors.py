@@ -23,6 +23,7 @@ PRECONDITION_FAILED = "precondition_failed"
 RESULT_TOO_LARGE = "result_too_large"
 QUEUE_FULL = "queue_full"
 CLIENT_GONE = "client_gone"
+UNAVAILABLE = "unavailable"
 
 
 class SqlApiError(Exception):

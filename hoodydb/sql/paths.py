@@ -8,6 +8,7 @@ under a root: `..`, NUL bytes and symlinks that lead out are refused. SQLite's o
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from hoodydb.sql.errors import SqlApiError
 
 STATE_DIR_NAME = ".hoodydb"
 _SIDE_FILE_SUFFIXES = ("-journal", "-wal", "-shm")
+_MOUNT_GONE = (errno.ENOTCONN, errno.ECONNABORTED)
 MAX_PATH_CHARS = 4096
 # SQLite's unix VFS refuses paths longer than 512 bytes (SQLITE_CANTOPEN); its side files add up to
 # 8 bytes ("-journal") to the name, which must still fit the filesystem's 255-byte names.
@@ -110,7 +112,10 @@ def resolve_existing(db: str, roots: Roots) -> Path:
     except FileNotFoundError:
         raise SqlApiError(errors.DB_NOT_FOUND, f"no database at {db!r}") from None
     except OSError as exc:
-        raise SqlApiError(errors.DB_NOT_FOUND, f"cannot reach {db!r}: {exc.strerror}") from None
+        # A mount whose daemon died answers ENOTCONN until it is mounted again: not the caller's
+        # mistake, and gone after a remount.
+        code = errors.UNAVAILABLE if exc.errno in _MOUNT_GONE else errors.DB_NOT_FOUND
+        raise SqlApiError(code, f"cannot reach {db!r}: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise SqlApiError(errors.DB_NOT_FOUND, f"{db!r} is not a regular file")
     return real
