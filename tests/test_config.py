@@ -104,20 +104,24 @@ def mount_detached(backing: Path, mnt: Path, args: list[str], env: dict[str, str
     return daemon_settings(mnt)
 
 
+@pytest.mark.fuse
 def test_the_detached_mount_passes_every_flag_to_its_daemon(detached: tuple[Path, Path]) -> None:
     assert mount_detached(*detached, as_flags(NON_DEFAULT), clean_env()) == NON_DEFAULT
 
 
+@pytest.mark.fuse
 def test_the_detached_mount_reads_every_option_from_the_environment(detached: tuple[Path, Path]) -> None:
     assert mount_detached(*detached, [], clean_env(**as_env(NON_DEFAULT))) == NON_DEFAULT
 
 
+@pytest.mark.fuse
 def test_flags_beat_the_environment(detached: tuple[Path, Path]) -> None:
     defaults = MountSettings().report()
     got = mount_detached(*detached, as_flags(defaults), clean_env(**as_env(NON_DEFAULT)))
     assert got == defaults
 
 
+@pytest.mark.fuse
 def test_the_log_level_reaches_the_daemons_log(detached: tuple[Path, Path]) -> None:
     backing, mnt = detached
     mount_detached(backing, mnt, [], clean_env(HOODYDB_LOG_LEVEL="INFO"))
@@ -143,24 +147,32 @@ def serve_settings(tmp_path: Path, args: list[str], env: dict[str, str]) -> tupl
         force_unmount(mnt)
 
 
+@pytest.mark.fuse
+@pytest.mark.http
 def test_serve_passes_every_mount_flag_to_its_mount(tmp_path: Path) -> None:
     settings, stderr = serve_settings(tmp_path, as_flags(NON_DEFAULT), clean_env())
     assert settings == NON_DEFAULT
     assert "hoodydb.api INFO Running on" in stderr  # the level applies to serve itself too
 
 
+@pytest.mark.fuse
+@pytest.mark.http
 def test_serve_reads_every_mount_option_from_the_environment(tmp_path: Path) -> None:
     settings, stderr = serve_settings(tmp_path, [], clean_env(**as_env(NON_DEFAULT)))
     assert settings == NON_DEFAULT
     assert "hoodydb.api INFO Running on" in stderr
 
 
+@pytest.mark.fuse
+@pytest.mark.http
 def test_serve_logs_nothing_below_warning_by_default(tmp_path: Path) -> None:
     settings, stderr = serve_settings(tmp_path, [], clean_env())
     assert settings == MountSettings().report()
     assert "INFO" not in stderr
 
 
+@pytest.mark.fuse
+@pytest.mark.http
 def test_a_lock_timeout_from_the_environment_bounds_the_statement_timeout(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
@@ -185,6 +197,7 @@ def test_a_lock_timeout_from_the_environment_bounds_the_statement_timeout(tmp_pa
 # --- serve's own options -----------------------------------------------------------------------
 
 
+@pytest.mark.http
 def test_serve_options_from_the_environment_and_flags_beating_them(tmp_path: Path) -> None:
     roots = [tmp_path / "one", tmp_path / "two"]
     env = clean_env(
@@ -208,6 +221,7 @@ def test_serve_options_from_the_environment_and_flags_beating_them(tmp_path: Pat
             assert ("access-control-allow-origin" in answer.headers) == allowed
 
 
+@pytest.mark.http
 def test_mount_flags_without_a_mount_are_refused_but_the_environment_is_not(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "hoodydb", "serve", "--no-mount", "--root", str(tmp_path / "r")]
     done = subprocess.run([*cmd, "--policy", "off"], env=clean_env(), capture_output=True, text=True)
