@@ -13,7 +13,7 @@ import pytest
 
 from bench import soak
 
-pytestmark = pytest.mark.fuse
+pytestmark = [pytest.mark.fuse, pytest.mark.http]  # it starts `hoodydb serve` with its mount
 
 
 def test_half_a_minute_of_kills_loses_no_acknowledged_commit(tmp_path: Path) -> None:
