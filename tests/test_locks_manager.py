@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-import hoodydb.locks.manager as manager_module
+import hoodydb.locks.waiting as waiting_module
+from hoodydb.fs import answers
 from hoodydb.locks.layout import (
     SHARED_SIZE,
     SHM_CHECKPOINT,
@@ -28,7 +29,16 @@ from hoodydb.locks.layout import (
     LockLayout,
 )
 from hoodydb.locks.manager import LockManager
-from hoodydb.locks.types import EOF_OFFSET, Conflict, FileKey, FileRole, LockKind, LockRequest, Policy
+from hoodydb.locks.types import (
+    EOF_OFFSET,
+    Conflict,
+    FileKey,
+    FileRole,
+    LockKind,
+    LockRequest,
+    Outcome,
+    Policy,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,9 +62,38 @@ SOON = 2.0  # how long a thread may take to do something that should be immediat
 
 
 def make_manager(**kw: Any) -> LockManager:
-    args: dict[str, Any] = {"layout": LAYOUT, "lock_timeout": 5.0, "poll_interval": 0.02}
+    # The strict policy: tests of `beside`, the default, are in test_locks_beside.py.
+    args: dict[str, Any] = {
+        "layout": LAYOUT,
+        "lock_timeout": 5.0,
+        "poll_interval": 0.02,
+        "policy": Policy.SERIAL,
+    }
     args.update(kw)
     return LockManager(**args)
+
+
+class ErrnoAbort:
+    """An abort check like the adapter's (fs/binding.py): a test's function decides the errno."""
+
+    def __init__(self, decide: Callable[[], int | None]) -> None:
+        self.decide = decide
+        self.errno: int | None = None
+
+    def __call__(self) -> bool:
+        self.errno = self.decide()
+        return self.errno is not None
+
+
+def setlk(mgr: LockManager, req: LockRequest, abort: Callable[[], int | None] | None = None) -> int:
+    """The answer the client gets: the manager's outcome as the adapter maps it (fs/answers.py)."""
+    check = ErrnoAbort(abort or (lambda: None))
+    outcome: Outcome = mgr.setlk(req, check)
+    return answers.errno_for(outcome, req.wait, check.errno)
+
+
+def snapshot(mgr: LockManager) -> list[dict[str, Any]]:
+    return [d.as_dict() for d in mgr.snapshot()]
 
 
 @dataclass
@@ -96,7 +135,7 @@ class Client:
             wait=wait,
             handle=self.handle,
         )
-        return self.mgr.setlk(req) if abort is None else self.mgr.setlk(req, abort)
+        return setlk(self.mgr, req, abort)
 
     def dbf(self, kind: LockKind, span: tuple[int, int], **kw: Any) -> int:
         return self.lock(self.db, FileRole.DATABASE, kind, span, **kw)
@@ -203,7 +242,7 @@ def wait_until(pred: Callable[[], bool], timeout: float = SOON) -> None:
 
 
 def db_snapshot(mgr: LockManager, name: str) -> dict[str, Any]:
-    (found,) = [d for d in mgr.snapshot() if d["database"] == name]
+    (found,) = [d for d in snapshot(mgr) if d["database"] == name]
     return found
 
 
@@ -422,7 +461,7 @@ class CountingCondition(threading.Condition):
 
 def test_a_hand_off_wakes_exactly_one_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        manager_module, "threading", types.SimpleNamespace(Lock=threading.Lock, Condition=CountingCondition)
+        waiting_module, "threading", types.SimpleNamespace(Lock=threading.Lock, Condition=CountingCondition)
     )
     CountingCondition.notified.clear()
     mgr = make_manager(poll_interval=30.0, lock_timeout=30.0)
@@ -520,7 +559,7 @@ def test_deadlock_victim_gets_eagain_never_a_hang() -> None:
     counters = [db_snapshot(mgr, n)["counters"] for n in ("db1", "db2")]
     assert sum(c["victims"] for c in counters) == 1
     assert sum(c["timeouts"] for c in counters) == 0
-    assert all(d["admitted"] is None and d["waiting"] == [] for d in mgr.snapshot())
+    assert all(d["admitted"] is None and d["waiting"] == [] for d in snapshot(mgr))
 
 
 @pytest.mark.parametrize("answer", [errno.EAGAIN, errno.EINTR], ids=["end", "restart"])
@@ -617,7 +656,7 @@ def test_wal_hand_off_reserves_the_turn_for_the_retry(mgr: LockManager) -> None:
     a, b, c = clients(mgr, 3)
     for x in (a, b, c):
         x.wal_open()
-    assert mgr.snapshot()[0]["mode"] == "wal"
+    assert snapshot(mgr)[0]["mode"] == "wal"
     assert a.shmf(R, SLOT) == 0
     a.wal_write()
     first = Bg(lambda: b.shmf(R, SLOT))
@@ -912,7 +951,7 @@ def test_wal_close_checkpoint_attempt_fails_at_once(mgr: LockManager) -> None:
     assert time.monotonic() - t0 < 1.0
     assert b.getlk(SHM, FileRole.SHM, W, DMS) is None
     b.wal_close()
-    assert mgr.snapshot()[0]["holders"] == []
+    assert snapshot(mgr)[0]["holders"] == []
 
 
 def test_many_wal_writers_never_overlap(mgr: LockManager) -> None:
@@ -1014,7 +1053,7 @@ def test_shutdown_wakes_every_waiter() -> None:
 
 def test_snapshot_fields() -> None:
     mgr = make_manager()
-    assert mgr.snapshot() == []
+    assert snapshot(mgr) == []
     mgr.name_database(DB, "db")
     a, b = clients(mgr, 2)
     r = Client(mgr, 9, readonly=True)
@@ -1023,8 +1062,18 @@ def test_snapshot_fields() -> None:
     queued = Bg(b.begin)
     wait_until(lambda: waiting(mgr) == 1)
     time.sleep(0.05)
-    (snap,) = mgr.snapshot()
-    assert set(snap) == {"database", "mode", "admitted", "waiting", "readers", "holders", "counters"}
+    (snap,) = snapshot(mgr)
+    assert set(snap) == {
+        "database",
+        "mode",
+        "admitted",
+        "waiting",
+        "readers",
+        "beside",
+        "writers",
+        "holders",
+        "counters",
+    }
     assert snap["database"] == "db"
     assert snap["mode"] == "rollback"
     assert snap["admitted"]["pid"] == a.pid
@@ -1043,7 +1092,7 @@ def test_snapshot_fields() -> None:
     b.end()
     other = Client(mgr, 5, db=DB2)
     assert other.begin() == 0
-    names = sorted(d["database"] for d in mgr.snapshot())
+    names = sorted(d["database"] for d in snapshot(mgr))
     assert names == ["db", f"inode {DB2[1]}"]
     other.end()
 
@@ -1057,37 +1106,37 @@ def _pending_request(owner: int, kind: LockKind, start: int, end: int, wait: boo
 def test_a_lock_granted_after_waiting_at_the_gate_is_visible_to_others() -> None:
     """Regression: the grant used to land in a file state the previous holder's unlock discarded."""
     layout = LockLayout(pending=0x10000)
-    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01)
+    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01, policy=Policy.SERIAL)
     mgr.name_database((1, 100), "db")
     pending = (layout.pending, layout.pending + 1)
-    assert mgr.setlk(_pending_request(1, LockKind.READ, *pending)) == 0
-    assert mgr.setlk(_pending_request(1, LockKind.READ, layout.shared_first, layout.shared_first + 510)) == 0
-    assert mgr.setlk(_pending_request(1, LockKind.UNLOCK, *pending)) == 0
+    assert setlk(mgr, _pending_request(1, LockKind.READ, *pending)) == 0
+    assert setlk(mgr, _pending_request(1, LockKind.READ, layout.shared_first, layout.shared_first + 510)) == 0
+    assert setlk(mgr, _pending_request(1, LockKind.UNLOCK, *pending)) == 0
     answers: list[int] = []
     queued = threading.Thread(
-        target=lambda: answers.append(mgr.setlk(_pending_request(2, LockKind.READ, *pending)))
+        target=lambda: answers.append(setlk(mgr, _pending_request(2, LockKind.READ, *pending)))
     )
     queued.start()
     wait_until(lambda: queue_is(mgr, 1))
-    assert mgr.setlk(_pending_request(1, LockKind.UNLOCK, 0, EOF_OFFSET)) == 0
+    assert setlk(mgr, _pending_request(1, LockKind.UNLOCK, 0, EOF_OFFSET)) == 0
     queued.join(SOON)
     assert answers == [0]
     assert mgr.getlk(_pending_request(3, LockKind.WRITE, *pending)) == Conflict(LockKind.READ, *pending, 1002)
-    assert mgr.setlk(_pending_request(3, LockKind.WRITE, *pending)) == errno.EAGAIN
+    assert setlk(mgr, _pending_request(3, LockKind.WRITE, *pending)) == errno.EAGAIN
 
 
 def test_setlkw_interrupted_while_queued_at_the_gate_answers_eintr() -> None:
     layout = LockLayout(pending=0x10000)
-    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01)
+    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01, policy=Policy.SERIAL)
     mgr.name_database((1, 100), "db")
     pending = (layout.pending, layout.pending + 1)
-    assert mgr.setlk(_pending_request(1, LockKind.READ, *pending)) == 0
+    assert setlk(mgr, _pending_request(1, LockKind.READ, *pending)) == 0
     stop = threading.Event()
     answers: list[int] = []
 
     def blocking() -> None:
         req = _pending_request(2, LockKind.READ, *pending, wait=True)
-        answers.append(mgr.setlk(req, lambda: errno.EINTR if stop.is_set() else None))
+        answers.append(setlk(mgr, req, lambda: errno.EINTR if stop.is_set() else None))
 
     waiter = threading.Thread(target=blocking)
     waiter.start()

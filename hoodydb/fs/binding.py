@@ -20,7 +20,6 @@ import ctypes
 import errno
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import mfusepy
@@ -74,17 +73,20 @@ def _abort(wait: bool) -> int | None:
     return signals.answer(request_pid(), wait)
 
 
-def _abort_setlk() -> int | None:
-    return _abort(wait=False)
+class Interruption:
+    """The abort check of one lock request (F_SETLKW if `wait`, else F_SETLK or F_GETLK), polled
+    by the lock manager while the request waits. It keeps the errno it decided on, which is the
+    answer to an aborted wait (answers.py)."""
 
+    __slots__ = ("errno", "wait")
 
-def _abort_setlkw() -> int | None:
-    return _abort(wait=True)
+    def __init__(self, wait: bool) -> None:
+        self.wait = wait
+        self.errno: int | None = None
 
-
-def abort_check(wait: bool) -> Callable[[], int | None]:
-    """The abort check for a lock request: F_SETLKW (`wait`) or F_SETLK and F_GETLK."""
-    return _abort_setlkw if wait else _abort_setlk
+    def __call__(self) -> bool:
+        self.errno = _abort(self.wait)
+        return self.errno is not None
 
 
 def _fh(fip: Any) -> int | None:

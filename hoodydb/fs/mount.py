@@ -103,11 +103,13 @@ def run(opts: MountOptions) -> None:
     mountpoint, backing = str(opts.mountpoint.resolve()), str(opts.backing.resolve())
 
     def report() -> dict[str, Any]:
-        databases = manager.snapshot()
+        databases = [db.as_dict() for db in manager.snapshot()]
         for db in databases:
             for entry in [db["admitted"], *db["waiting"]]:
                 if entry is not None:
                     entry["command"] = _cmdline(entry["pid"])
+            if db["beside"] is not None:
+                db["beside"]["oldest_command"] = _cmdline(db["beside"]["oldest_pid"])
         return {
             "mountpoint": mountpoint,
             "backing": backing,

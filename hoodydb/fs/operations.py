@@ -29,7 +29,7 @@ from typing import Any
 
 import mfusepy
 
-from hoodydb.fs import binding
+from hoodydb.fs import answers, binding
 from hoodydb.fs.cache import CacheFreshness, CacheMode
 from hoodydb.locks.manager import LockManager
 from hoodydb.locks.types import EOF_OFFSET, FileKey, FileRole, LockKind, LockRequest
@@ -460,8 +460,9 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             cmd == binding.F_SETLKW,
             fh,
         )
+        abort = binding.Interruption(req.wait)
         if cmd == binding.F_GETLK:
-            conflict = self.manager.getlk(req, binding.abort_check(wait=False))
+            conflict = self.manager.getlk(req, abort)
             if conflict is None:
                 fl.l_type = binding.F_UNLCK
             else:
@@ -471,4 +472,4 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 fl.l_len = 0 if conflict.end == EOF_OFFSET else conflict.end - conflict.start
                 fl.l_pid = conflict.pid
             return 0
-        return -self.manager.setlk(req, binding.abort_check(req.wait))
+        return -answers.errno_for(self.manager.setlk(req, abort), req.wait, abort.errno)

@@ -33,10 +33,11 @@ def _cli(type: click.ParamType | None, help: str, *, hidden: bool = False) -> di
 @dataclass(frozen=True)
 class MountSettings:
     policy: Policy = field(
-        default=Policy.SERIAL,
+        default=Policy.BESIDE,
         metadata=_cli(
             click.Choice([p.value for p in Policy]),
-            "serial: one transaction per database at a time, FIFO. "
+            "beside: writers take turns at their snapshot, FIFO, and readers run beside them. "
+            "serial: every transaction that is not opened read-only takes a turn. "
             "off: plain POSIX locks, as on a local disk.",
         ),
     )

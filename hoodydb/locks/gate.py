@@ -1,11 +1,13 @@
-"""The admission gate of one database: one transaction at a time, FIFO, direct hand-off.
+"""The admission gate of one database: one turn at a time, FIFO, direct hand-off.
 
 Pure bookkeeping, no threads and no I/O: the lock manager asks it who may run and tells it when a
 transaction ends; it answers which waiting ticket to wake. Invariants:
 - at most one owner is admitted;
 - every ticket in the queue belongs to an owner that is not admitted;
 - a reservation (the "WAL retry" rule in docs/architecture.md) belongs to the admitted owner and
-  ends when used or expired.
+  ends when used or expired;
+- a window (policy `beside`) belongs to a tentative admission: an owner not yet known to write.
+  The manager decides when it has run out (`window_over`) and calls `pass_on`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Ticket:
     pid: int
     since: float
     reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
+    tentative: bool = False  # its owner is not known to write: its turn is a window
     wake: Callable[[], None] = lambda: None
     admitted: bool = False
     ahead: Ticket | None = None  # the ticket just ahead in the queue: one wait-for edge, kept exact
@@ -40,6 +43,8 @@ class Admission:
     wrote: bool = False  # has held a write lock of a write transaction (RESERVED and up, WAL WRITE)
     first_on_handle: bool = False  # started by a connection's first transaction: its schema read
     priority_until: float | None = None  # newcomers wait behind its EXCLUSIVE until then (manager)
+    tentative: bool = False  # its owner is not known to write (policy `beside`)
+    window_until: float | None = None  # a tentative turn that has not written may pass on then
 
     @property
     def held(self) -> bool:
@@ -55,6 +60,9 @@ class GateCounters:
     timeouts: int = 0  # queued starts answered EAGAIN at the wait bound
     interrupts: int = 0  # queued starts whose client was interrupted (signal, kill)
     victims: int = 0  # queued starts refused to break a wait-for cycle
+    passed_on: int = 0  # tentative turns that had not written in their window: they went on beside
+    beside: int = 0  # transactions of readers that ran beside the turn (policy `beside`)
+    refused_writes: int = 0  # writes from beside refused because another writer had the turn
     expired_reservations: int = 0
     wait_seconds: float = 0.0
     max_queue: int = 0
@@ -73,23 +81,64 @@ class GateCounters:
 class AdmissionGate:
     clock: Callable[[], float]
     reservation_seconds: float = 2.0
+    window_seconds: float = 0.02
     admitted: Admission | None = None
     queue: deque[Ticket] = field(default_factory=deque)
     counters: GateCounters = field(default_factory=GateCounters)
 
-    def try_enter(self, owner: Owner, pid: int) -> bool:
-        """Admit `owner` if it already holds the turn, or if nobody holds or waits for it."""
+    def try_enter(self, owner: Owner, pid: int, tentative: bool = False) -> bool:
+        """Admit `owner` if it already holds the turn, or if nobody holds or waits for it.
+
+        `tentative`: the transaction starting may only read; its turn is a window."""
         now = self.clock()
         self.expire(now)
         current = self.admitted
         if current is not None and current.owner == owner:
             current.reserved_until = None
+            self._open_window(current, now, tentative)
             return True
         if current is None and not self.queue:
             self.admitted = Admission(owner, pid, now)
+            self._open_window(self.admitted, now, tentative)
             self.counters.transactions += 1
             return True
         return False
+
+    def idle(self) -> bool:
+        """Nobody holds the turn and nobody waits for it."""
+        self.expire(self.clock())
+        return self.admitted is None and not self.queue
+
+    def _open_window(self, admission: Admission, now: float, tentative: bool) -> None:
+        admission.tentative = tentative and not admission.wrote
+        admission.window_until = now + self.window_seconds if admission.tentative else None
+
+    def known_writer(self) -> None:
+        """The admitted owner asked to write: its turn is no window any more."""
+        if self.admitted is not None:
+            self.admitted.tentative = False
+            self.admitted.window_until = None
+
+    def window_over(self, now: float) -> bool:
+        """The admitted owner's window ran out without a write: the manager may pass the turn on."""
+        current = self.admitted
+        return (
+            current is not None
+            and current.window_until is not None
+            and current.reserved_until is None
+            and not current.wrote
+            and now >= current.window_until
+        )
+
+    def pass_on(self) -> Admission | None:
+        """End the admitted owner's turn although its transaction goes on (beside, as a reader)."""
+        current = self.admitted
+        if current is None:
+            return None
+        self.counters.passed_on += 1
+        self.admitted = None
+        self._hand_off()
+        return current
 
     def is_admitted(self, owner: Owner) -> bool:
         return self.admitted is not None and self.admitted.owner == owner
@@ -146,6 +195,8 @@ class AdmissionGate:
             now,
             reserved_until=now + self.reservation_seconds if head.reserve_on_handoff else None,
         )
+        if not head.reserve_on_handoff:  # (a reserved turn opens its window when it is used)
+            self._open_window(self.admitted, now, head.tentative)
         self.counters.transactions += 1
         woken = [head] + [t for t in self.queue if t.owner == head.owner]
         for ticket in woken:

@@ -1,61 +1,57 @@
 """The lock manager: POSIX lock tables of every file plus the admission gate of every database.
 
-This is the whole of hoodydb's concurrency logic, with no FUSE in it: the filesystem adapter turns
-each lock request into a `LockRequest`, calls `setlk`/`getlk`, and maps the integer it gets back to
-an errno. Everything runs under one mutex, `_mu`; waiting requests sleep on their own condition
-of that mutex so that a hand-off wakes exactly one of them.
+This module orchestrates; the pieces live beside it: `protocol` says what a request means in
+SQLite's protocol, `gate` keeps each database's turn and queue, `intents` what each owner has
+shown it does, `waiting` parks requests, `ranges` is one file's POSIX table and `report` what
+`hoodydb locks` shows. No FUSE here: the adapter turns each lock request into a `LockRequest`,
+calls `setlk`/`getlk`, and turns the `Outcome` into an errno (fs/answers.py). Everything runs
+under one mutex, `_mu`.
 
 Why a request may wait at all (docs/architecture.md, "The admission gate"): SQLite never blocks on
 a lock, so a request that the daemon delays is one that would otherwise have failed with "database
 is locked". Delaying is safe only where it cannot close a cycle: for the owner holding the
-database's admission, and for owners that hold nothing on that database yet. Everyone else is
-answered EAGAIN at once.
+database's turn, for owners that hold nothing on that database yet, and for a read slot asked
+while others only move read marks. Everyone else is answered at once.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from hoodydb.locks import protocol
 from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Ticket
-from hoodydb.locks.layout import SHARED_SIZE, SHM_DMS, SHM_READ_COUNT, SHM_READ_FIRST, SHM_WRITE, LockLayout
+from hoodydb.locks.intents import Beside, Intent, Intents
+from hoodydb.locks.layout import LockLayout
+from hoodydb.locks.protocol import DMS_BYTE, READ_SLOTS, WRITE_BYTE
 from hoodydb.locks.ranges import RangeTable
+from hoodydb.locks.report import BesideReport, DatabaseReport, TurnReport, WaiterReport
 from hoodydb.locks.types import (
     Conflict,
     FileKey,
     FileRole,
     LockKind,
     LockRequest,
+    Outcome,
     Owner,
     Policy,
 )
+from hoodydb.locks.waiting import AbortCheck, WaitRoom, never
 
 log = logging.getLogger(__name__)
 trace = logging.getLogger(__name__ + ".trace")  # every decision, for debugging the protocol
 
 # The longest a request waits for its turn before it is answered EAGAIN (`--lock-timeout`).
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+# How long an owner not yet known to write keeps the turn before it goes on beside as a reader.
+DEFAULT_FRESH_WINDOW_S = 0.05
 
-CYCLE_CHECK_SECONDS = 1.0
 SHM_INIT_POLL_SECONDS = 0.002
 RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
-
-READ_SLOTS = (SHM_READ_FIRST, SHM_READ_FIRST + SHM_READ_COUNT)
-WRITE_BYTE = (SHM_WRITE, SHM_WRITE + 1)
-DMS_BYTE = (SHM_DMS, SHM_DMS + 1)
-
-AbortCheck = Callable[[], int | None]
-"""Polled while a request waits: None to go on, or the errno to answer at once, as it is (the
-adapter knows what the client's signals ask, and what the kernel does with each answer)."""
-
-
-def _never() -> int | None:
-    return None
+OPEN_NAMES = 65536  # paths of open files that took no lock yet (bounded by open files anyway)
 
 
 @dataclass(eq=False)
@@ -64,7 +60,7 @@ class _FileState:
     role: FileRole
     db: FileKey | None
     table: RangeTable = field(default_factory=RangeTable)
-    waiters: set[_Waiter] = field(default_factory=set)  # requests waiting for a holder here to let go
+    waiters: set[Callable[[], None]] = field(default_factory=set)  # wake-ups of requests waiting here
 
 
 @dataclass(eq=False)
@@ -75,30 +71,24 @@ class _DatabaseState:
     shm: FileKey | None = None
     sqlite: bool = False  # has shown SQLite's lock protocol: only then may the gate park requests
     wal_ready: bool = False  # WAL mode, and a transaction has run since the -shm was last (re)built
-    readers: set[Owner] = field(default_factory=set)  # db-file locks only through read-only handles
-    writers: set[Owner] = field(default_factory=set)
+    ro_owners: set[Owner] = field(default_factory=set)  # db-file locks only through read-only handles
+    rw_owners: set[Owner] = field(default_factory=set)
+    beside: dict[Owner, Beside] = field(default_factory=dict)  # transactions running beside the turn
     # The admitted owner, while it waits for EXCLUSIVE straight from SHARED (_claim_priority).
     exclusive_waiter: Owner | None = None
-
-
-@dataclass(eq=False)
-class _Waiter:
-    owner: Owner
-    cond: threading.Condition
-    blockers: Callable[[], set[Owner]]
-    aborted: bool = False  # the abort check ended the wait: its errno is the answer
 
 
 class LockManager:
     def __init__(
         self,
         *,
-        policy: Policy = Policy.SERIAL,
+        policy: Policy = Policy.BESIDE,
         layout: LockLayout | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
         reservation_seconds: float = 2.0,
         exclusive_priority_seconds: float = 1.0,
         schema_grace: float = 0.005,
+        fresh_window: float = DEFAULT_FRESH_WINDOW_S,
         poll_interval: float = 0.1,
         max_waiters: int = 200,
         clock: Callable[[], float] = time.monotonic,
@@ -109,18 +99,21 @@ class LockManager:
         self.reservation_seconds = reservation_seconds
         self.exclusive_priority_seconds = exclusive_priority_seconds
         self.schema_grace = schema_grace
-        self.poll_interval = poll_interval
-        self.max_waiters = max_waiters
-        self._n_waiters = 0
-        self.waits = 0  # requests that have had to wait, ever: a sign of contention to watch
+        self.fresh_window = fresh_window
         self.clock = clock
         self._mu = threading.Lock()
+        self._room = WaitRoom(self._mu, clock, poll_interval, max_waiters)
         self._files: dict[FileKey, _FileState] = {}
         self._dbs: dict[FileKey, _DatabaseState] = {}
-        self._waiting: dict[Owner, set[_Waiter]] = {}
+        self._names: dict[FileKey, str] = {}  # open files that may be databases, until they lock
+        self._intents = Intents()
         self._started_handles: set[int] = set()  # open files that have started a transaction
         self._retired: dict[str, tuple[str, GateCounters]] = {}  # name -> (mode, counters)
-        self._closing = False
+
+    @property
+    def waits(self) -> int:
+        """Requests that have had to wait, ever: a sign of contention to watch."""
+        return self._room.waits
 
     @property
     def waiting(self) -> int:
@@ -129,181 +122,237 @@ class LockManager:
         with self._mu:
             return sum(len(db.gate.queue) for db in self._dbs.values())
 
+    def table_sizes(self) -> dict[str, int]:
+        """How much state the manager keeps: bounded by what is open and locked now."""
+        with self._mu:
+            return {
+                "files": len(self._files),
+                "databases": len(self._dbs),
+                "names": len(self._names),
+                "intents": len(self._intents),
+                "handles": len(self._started_handles),
+                "retired": len(self._retired),
+            }
+
     # -- the adapter's entry points ------------------------------------------------------------
 
-    def setlk(self, req: LockRequest, abort: AbortCheck = _never) -> int:
-        """F_SETLK / F_SETLKW. Returns 0, or the errno to answer.
-
-        F_SETLK gets EAGAIN, or the abort check's errno: SQLite calls EDEADLK an I/O error.
-        F_SETLKW gets POSIX's answers: EINTR when interrupted, EDEADLK for a cycle.
-        """
+    def setlk(self, req: LockRequest, abort: AbortCheck = never) -> Outcome:
         with self._mu:
-            err = self._unlock(req) if req.kind is LockKind.UNLOCK else self._lock(req, abort)
+            outcome = self._unlock(req) if req.kind is LockKind.UNLOCK else self._lock(req, abort)
             if trace.isEnabledFor(logging.DEBUG):
                 db = self._dbs.get(req.db) if req.db is not None else None
                 admitted = db.gate.admitted.pid if db is not None and db.gate.admitted is not None else None
                 trace.debug(
-                    "pid %d %s %s [%d, %d) -> %d (turn: pid %s)",
+                    "pid %d %s %s [%d, %d) -> %s (turn: pid %s)",
                     req.pid,
                     req.role.value,
                     req.kind.value,
                     req.start,
                     req.end,
-                    err,
+                    outcome.value,
                     admitted,
                 )
-            return err
+            return outcome
 
-    def _unlock(self, req: LockRequest) -> int:
-        unlocked = self._files.get(req.file)
-        if unlocked is None:
-            return 0  # nobody holds a lock on the file, so nobody waits on it either
-        unlocked.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
-        dms = req.start < DMS_BYTE[1] and DMS_BYTE[0] < req.end
-        db = self._dbs.get(req.db) if req.db is not None else None
-        self._after_release(unlocked, db, req.owner, released_dms=dms)
-        return 0
-
-    def _lock(self, req: LockRequest, abort: AbortCheck) -> int:
-        f = self._files.get(req.file)
-        if f is None or f.db != req.db:
-            f = self._file(req)
-        db = self._database(req.db) if req.db is not None else None
-        if db is not None:
-            self._classify(db, f, req)
-        deadline = None if req.wait else self.clock() + self.lock_timeout
-        if (
-            db is not None
-            and self.policy is Policy.SERIAL
-            and req.owner not in db.readers
-            and self._starts_transaction(db, f, req)
-        ):
-            err = self._admit(db, f, req, deadline, abort)
-            if err:
-                log.debug("turn refused %s (errno %d)", req, err)
-                return err
-            self._note_first_transaction(db, req)
-            # While this request waited, the file's state may have been emptied and
-            # discarded by the previous holder's unlock: take the live one.
-            if self._files.get(req.file) is not f:
-                f = self._file(req)
-        err = self._acquire(f, db, req, deadline, abort)
-        if err and db is not None:
-            self._after_refusal(db, req.owner)
-        if err and log.isEnabledFor(logging.DEBUG):
-            log.debug("refused %s (errno %d) holders=%s", req, err, dict(f.table.pids))
-        return err
-
-    def getlk(self, req: LockRequest, abort: AbortCheck = _never) -> Conflict | None:
+    def getlk(self, req: LockRequest, abort: AbortCheck = never) -> Conflict | None:
         """F_GETLK: the first lock of another owner that conflicts with `req`, exactly as held."""
         with self._mu:
             f = self._files.get(req.file)
             if f is None:
                 return None
-            if f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE and self.policy is Policy.SERIAL:
+            if f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE and self.policy is not Policy.OFF:
                 self._wait_out_shm_init(f, req.owner, abort)
             for other, seg in f.table.conflicts(req.owner, req.start, req.end, req.kind):
                 return Conflict(seg.kind, seg.start, seg.end, f.table.pids.get(other, 0))
             return None
 
-    def _wait_out_shm_init(self, f: _FileState, owner: Owner, abort: AbortCheck) -> None:
-        """Let a connection that is (re)building the -shm finish before answering a DMS probe.
-
-        The first connection to map the -shm holds DMS exclusively for a moment (truncate, then
-        downgrade to shared). A probe that saw that WRLCK would make SQLite answer SQLITE_BUSY;
-        one answered a moment later sees the shared lock and joins. The holder waits on nobody
-        meanwhile, so waiting on it cannot close a cycle.
-        """
-        deadline = self.clock() + self.lock_timeout
-        waiter = _Waiter(owner, threading.Condition(self._mu), lambda: set())
-        f.waiters.add(waiter)
-        try:
-            while f.table.conflicts(owner, *DMS_BYTE, LockKind.READ):
-                if self._closing or abort() or self.clock() >= deadline:
-                    return
-                waiter.cond.wait(SHM_INIT_POLL_SECONDS)  # a downgrade does not notify
-        finally:
-            f.waiters.discard(waiter)
+    def name_database(self, db: FileKey, name: str) -> None:
+        """Remember a path for `db`, for `hoodydb locks`, while the file is open."""
+        with self._mu:
+            state = self._dbs.get(db)
+            if state is not None:
+                state.name = name
+            elif len(self._names) < OPEN_NAMES or db in self._names:
+                self._names[db] = name
 
     def forget_handle(self, handle: int) -> None:
         """`handle` was closed; its number may come back as a new connection's."""
         with self._mu:
             self._started_handles.discard(handle)
+            self._intents.forget_handle(handle)
 
     def release_file(self, file: FileKey) -> None:
-        """The last open handle of `file` is gone: no owner can still hold a lock on it."""
+        """The last open handle of `file` is gone: no owner can still hold a lock on it, and a
+        database nobody has open is forgotten (its inode may be reused by another file)."""
         with self._mu:
+            self._names.pop(file, None)
             f = self._files.get(file)
-            if f is None:
+            if f is not None:
+                db = self._dbs.get(f.db) if f.db is not None else None
+                for owner in list(f.table.owners()):
+                    f.table.drop(owner)
+                    self._after_release(f, db, owner)
+                    if f.key not in self._files:
+                        break
+            db = self._dbs.get(file)
+            if db is None:
                 return
-            db = self._dbs.get(f.db) if f.db is not None else None
-            for owner in list(f.table.owners()):
-                f.table.drop(owner)
-                self._after_release(f, db, owner)
-                if f.key not in self._files:
-                    break
-            if db is not None and db.key == file and db.gate.admitted is None and not db.gate.queue:
+            admission = db.gate.admitted
+            if admission is not None and admission.held:
+                db.gate.leave(admission.owner)  # a grace for a connection that closed
+            if db.gate.admitted is None and not db.gate.queue:
                 self._retire(db)
 
-    def _retire(self, db: _DatabaseState) -> None:
-        """Nobody has the database open: forget its inode (it may be deleted and the inode
-        reused), keep its counters under its name."""
-        del self._dbs[db.key]
-        if not db.name:
-            return
-        _, before = self._retired.pop(db.name, ("", GateCounters()))
-        self._retired[db.name] = (self._mode(db), before.add(db.gate.counters))
-        while len(self._retired) > RETIRED_NAMES:
-            del self._retired[next(iter(self._retired))]
-
-    def name_database(self, db: FileKey, name: str) -> None:
-        """Remember a path for `db`, for `hoodydb locks`."""
-        with self._mu:
-            self._database(db).name = name
-
     def shutdown(self) -> None:
-        """The daemon is exiting: every waiting request gives up with EAGAIN."""
+        """The daemon is exiting: every waiting request gives up."""
         with self._mu:
-            self._closing = True
-            for waiters in self._waiting.values():
-                for w in waiters:
-                    w.cond.notify_all()
+            self._room.shutdown()
+            for f in self._files.values():
+                for wake in f.waiters:
+                    wake()
 
-    # -- the gate ------------------------------------------------------------------------------
+    # -- a lock or an unlock -------------------------------------------------------------------
 
-    def _starts_transaction(self, db: _DatabaseState, f: _FileState, req: LockRequest) -> bool:
-        """The gate's "start" rule: the first lock of a transaction, taken while holding nothing of one."""
-        if f.role is FileRole.SHM and req.kind is LockKind.WRITE:
-            # The first connection to map the -shm resets it and rebuilds the WAL index: that
-            # is a transaction of its own, or later connections would see it half built.
-            # The WAL's WRITE lock may come before the read slot (SQLite's recovery path, and
-            # builds with SQLITE_ENABLE_SETLK_TIMEOUT such as apsw's): a connection that took
-            # it outside its turn would leave the admitted writer waiting on it, and itself
-            # waiting for the turn.
-            return (req.start, req.end) in (DMS_BYTE, WRITE_BYTE)
-        if req.kind is not LockKind.READ:
-            return False
-        if f.role is FileRole.DATABASE:
-            # While the database is in WAL mode with a working WAL index, a new connection's
-            # first read of the database file is not yet its transaction: its snapshot is
-            # taken at the read slot, where the gate stops it. Opening the WAL and -shm then
-            # happens beside the running transaction instead of inside everyone's turn.
-            return (
-                self.layout.is_pending_byte(req.start, req.end)
-                and not f.table.holds(req.owner)
-                and not (db.wal_ready and self._wal_active(db))
-            )
-        if f.role is FileRole.SHM:
-            return self.layout.is_read_slot(req.start, req.end) and not f.table.holds(req.owner, *READ_SLOTS)
-        return False
+    def _unlock(self, req: LockRequest) -> Outcome:
+        unlocked = self._files.get(req.file)
+        if unlocked is None:
+            return Outcome.GRANTED  # nobody holds a lock on the file, so nobody waits on it either
+        unlocked.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
+        dms = req.start < DMS_BYTE[1] and DMS_BYTE[0] < req.end
+        db = self._dbs.get(req.db) if req.db is not None else None
+        self._after_release(unlocked, db, req.owner, released_dms=dms)
+        return Outcome.GRANTED
+
+    def _lock(self, req: LockRequest, abort: AbortCheck) -> Outcome:
+        f = self._files.get(req.file)
+        if f is None or f.db != req.db:
+            f = self._file(req)
+        db = self._database(req.db) if req.db is not None else None
+        deadline = None if req.wait else self.clock() + self.lock_timeout
+        if db is not None:
+            self._classify(db, f, req)
+        if db is not None and self.policy is not Policy.OFF:
+            self._intents.note_handle(db.key, req.owner, req.handle)
+            shm = self._table(db.shm)
+            in_slot = shm is not None and shm.holds(req.owner, *READ_SLOTS)
+            wal_open = db.wal_ready and protocol.wal_active(shm)
+            if protocol.starts_transaction(self.layout, req, f.table, wal_open, in_slot):
+                outcome = self._start(db, f, req, deadline, abort)
+                if outcome is not Outcome.GRANTED:
+                    log.debug("turn refused %s (%s)", req, outcome.value)
+                    return outcome
+                # While this request waited, the file's state may have been emptied and
+                # discarded by the previous holder's unlock: take the live one.
+                if self._files.get(req.file) is not f:
+                    f = self._file(req)
+            elif protocol.is_write_intent(self.layout, req) and (req.role is FileRole.DATABASE or in_slot):
+                outcome = self._write_intent(db, req)
+                if outcome is not Outcome.GRANTED:
+                    log.debug("write refused %s: another writer has the turn", req)
+                    return outcome
+        outcome = self._acquire(f, db, req, deadline, abort)
+        if outcome is not Outcome.GRANTED:
+            if db is not None:
+                self._after_refusal(db, req.owner)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("refused %s (%s) holders=%s", req, outcome.value, dict(f.table.pids))
+        return outcome
+
+    # -- the policy ----------------------------------------------------------------------------
+
+    def _start(
+        self, db: _DatabaseState, f: _FileState, req: LockRequest, deadline: float | None, abort: AbortCheck
+    ) -> Outcome:
+        """A transaction starts: take a turn, a window, or go beside."""
+        if req.owner in db.ro_owners:
+            # A read-only open cannot write: it never takes a turn.
+            if req.kind is LockKind.READ:
+                self._begin_beside(db, req, learn=False)
+            return Outcome.GRANTED
+        tentative = False
+        if self.policy is Policy.BESIDE:
+            intent = self._intents.of(db.key, req.owner)
+            if (
+                intent is Intent.READER
+                and not protocol.is_write_start(req)
+                and not db.gate.is_admitted(req.owner)
+            ):
+                self._begin_beside(db, req, learn=True)
+                return Outcome.GRANTED
+            tentative = intent is not Intent.WRITER
+        outcome = self._admit(db, f, req, deadline, abort, tentative)
+        if outcome is Outcome.GRANTED:
+            self._note_first_transaction(db, req)
+        return outcome
+
+    def _begin_beside(self, db: _DatabaseState, req: LockRequest, *, learn: bool) -> None:
+        if req.owner not in db.beside:
+            db.beside[req.owner] = Beside(req.pid, self.clock(), learn)
+            db.gate.counters.beside += 1
+
+    def _write_intent(self, db: _DatabaseState, req: LockRequest) -> Outcome:
+        """RESERVED, or the WAL's WRITE lock inside a transaction: the owner writes.
+
+        From the owner holding the turn this is what the turn is for. From a transaction beside
+        it (a reader turned writer), SQLite already holds a snapshot that nobody checked: it may
+        write only if nobody holds or waits for the turn; otherwise the answer is "database is
+        locked", as natively (with a busy timeout an autocommit statement then starts over, now
+        as a known writer, and queues)."""
+        self._intents.learn(db.key, req.owner, Intent.WRITER)
+        if req.owner in db.ro_owners or self.policy is not Policy.BESIDE:
+            return Outcome.GRANTED  # (serial: the writer holds the turn; read-only: SQLite refuses)
+        gate = db.gate
+        if gate.is_admitted(req.owner):
+            gate.known_writer()
+            return Outcome.GRANTED
+        self._tick(db, self.clock())
+        if gate.try_enter(req.owner, req.pid):
+            db.beside.pop(req.owner, None)
+            admission = gate.admitted
+            if admission is not None:
+                admission.entered = True  # its snapshot is taken: the transaction is under way
+            return Outcome.GRANTED
+        gate.counters.refused_writes += 1
+        return Outcome.BUSY
+
+    def _tick(self, db: _DatabaseState, now: float) -> float | None:
+        """Let time-bound turns run out; how long until the next one may."""
+        gate = db.gate
+        gate.expire(now)
+        if gate.window_over(now):
+            admission = gate.admitted
+            assert admission is not None
+            # Never while it rebuilds the index or writes: others would run on a half-done state.
+            if not protocol.changes_the_index(self._table(db.shm), self._table(db.key), admission.owner):
+                gate.pass_on()
+                db.beside[admission.owner] = Beside(
+                    admission.pid, admission.since, not admission.first_on_handle
+                )
+                trace.debug("pid %d: window over, reads on beside", admission.pid)
+        admitted = gate.admitted
+        if admitted is None:
+            return None
+        moments = [
+            t - now
+            for t in (admitted.reserved_until, admitted.window_until, admitted.priority_until)
+            if t is not None and t > now
+        ]
+        return min(moments, default=None)
 
     def _admit(
-        self, db: _DatabaseState, f: _FileState, req: LockRequest, deadline: float | None, abort: AbortCheck
-    ) -> int:
+        self,
+        db: _DatabaseState,
+        f: _FileState,
+        req: LockRequest,
+        deadline: float | None,
+        abort: AbortCheck,
+        tentative: bool,
+    ) -> Outcome:
         gate = db.gate
-        if gate.try_enter(req.owner, req.pid):
-            return 0
-        cond = threading.Condition(self._mu)
+        self._tick(db, self.clock())
+        if gate.try_enter(req.owner, req.pid, tentative):
+            return Outcome.GRANTED
+        waiter = self._room.waiter(req.owner, lambda: set())
         ticket = Ticket(
             req.owner,
             req.pid,
@@ -311,7 +360,8 @@ class LockManager:
             # Rule 3: a read slot or DMS asked for with a view of the -shm from before the last
             # commit must look again; the WRITE lock makes SQLite re-read it anyway.
             reserve_on_handoff=f.role is FileRole.SHM and (req.start, req.end) != WRITE_BYTE,
-            wake=cond.notify,
+            tentative=tentative,
+            wake=waiter.cond.notify,
         )
         gate.enqueue(ticket)
 
@@ -328,26 +378,27 @@ class LockManager:
             ahead.discard(req.owner)
             return ahead
 
-        waiter = _Waiter(req.owner, cond, blockers)
-        err = self._wait(waiter, lambda: ticket.admitted, deadline, abort, gate)
-        if err:
+        waiter.blockers = blockers
+        outcome = self._room.wait(
+            waiter, lambda: ticket.admitted, deadline, abort, lambda now: self._tick(db, now)
+        )
+        if outcome is not Outcome.GRANTED:
             if not ticket.admitted:
                 gate.cancel(ticket)
             elif gate.is_admitted(req.owner):
                 gate.leave(req.owner)  # admitted at the last moment but giving up: pass the turn on
             counters = gate.counters
-            if waiter.aborted:
+            if outcome is Outcome.ABORTED:
                 counters.interrupts += 1
-                return err
-            if err == errno.EDEADLK:
+            elif outcome is Outcome.DEADLOCK:
                 counters.victims += 1
             else:
                 counters.timeouts += 1
-            return err if req.wait and err != errno.EAGAIN else errno.EAGAIN
+            return outcome
         if ticket.reserve_on_handoff:
             # EAGAIN makes SQLite re-read the WAL header and ask again; the turn waits for it.
-            return errno.EAGAIN
-        return 0
+            return Outcome.BUSY
+        return Outcome.GRANTED
 
     def _note_first_transaction(self, db: _DatabaseState, req: LockRequest) -> None:
         """Mark an admission that is its connection's first transaction.
@@ -365,6 +416,8 @@ class LockManager:
             admission.first_on_handle = True
 
     def _end_turn(self, db: _DatabaseState, admission: Admission) -> None:
+        if not admission.wrote and not admission.first_on_handle:
+            self._intents.learn(db.key, admission.owner, Intent.READER)
         if admission.first_on_handle and not admission.wrote and self.schema_grace > 0:
             db.gate.hold_for(admission.owner, self.schema_grace)
         else:
@@ -372,36 +425,37 @@ class LockManager:
 
     def _transaction_over(self, db: _DatabaseState, owner: Owner) -> bool:
         """Rule 4: the admitted owner holds no transaction locks any more."""
-        shm = self._files.get(db.shm) if db.shm is not None else None
+        shm = self._table(db.shm)
         if shm is not None:
-            if shm.table.holds(owner, *READ_SLOTS) or shm.table.holds(owner, *WRITE_BYTE):
+            if shm.holds(owner, *READ_SLOTS) or shm.holds(owner, *WRITE_BYTE):
                 return False
-            if self._in_wal_mode(db, owner):
+            if protocol.in_wal_mode(shm, owner):
                 # WAL: the connection keeps SHARED on the database between transactions. The
                 # transaction is over once it has held a read slot and let it go again.
                 return db.gate.admitted is None or db.gate.admitted.entered
-        dbf = self._files.get(db.key)
-        return dbf is None or not dbf.table.holds(owner)
+        dbf = self._table(db.key)
+        return dbf is None or not dbf.holds(owner)
 
     def _after_refusal(self, db: _DatabaseState, owner: Owner) -> None:
-        """The admitted owner was refused a lock: make sure the turn cannot stay stuck with it."""
+        """An owner was refused a lock: make sure no turn or beside entry stays stuck with it."""
+        beside = db.beside.get(owner)
+        if beside is not None and not protocol.in_transaction(
+            self._table(db.key), self._table(db.shm), owner
+        ):
+            del db.beside[owner]
         admission = db.gate.admitted
         if admission is None or admission.owner != owner:
             return
         if self._transaction_over(db, owner):
             db.gate.leave(owner)
-        elif not admission.entered and admission.reserved_until is None and self._in_wal_mode(db, owner):
+        elif (
+            not admission.entered
+            and admission.reserved_until is None
+            and protocol.in_wal_mode(self._table(db.shm), owner)
+        ):
             # A WAL client refused before its read slot retries at once; one that does not come
             # back (gave up, crashed) must not keep everyone else waiting for the full bound.
             admission.reserved_until = self.clock() + self.reservation_seconds
-
-    def _wal_active(self, db: _DatabaseState) -> bool:
-        shm = self._files.get(db.shm) if db.shm is not None else None
-        return shm is not None and shm.table.held_by_anyone(*DMS_BYTE)
-
-    def _in_wal_mode(self, db: _DatabaseState, owner: Owner) -> bool:
-        shm = self._files.get(db.shm) if db.shm is not None else None
-        return shm is not None and shm.table.holds(owner, *DMS_BYTE)
 
     # -- POSIX acquisition ---------------------------------------------------------------------
 
@@ -412,22 +466,23 @@ class LockManager:
         req: LockRequest,
         deadline: float | None,
         abort: AbortCheck,
-    ) -> int:
-        spans = self._spans(f, db, req)
+    ) -> Outcome:
+        gated = db is not None and db.sqlite and self.policy is not Policy.OFF and f.role is FileRole.DATABASE
+        spans = protocol.spans(self.layout, req, f.table) if gated else [(req.start, req.end)]
         table, owner, kind = f.table, req.owner, req.kind
         if not any(table.blocks(owner, start, end, kind) for start, end in spans):
             if db is None or db.exclusive_waiter is None or self._yields_to(f, db, req) is None:
                 self._grant(f, db, req)
-                return 0
+                return Outcome.GRANTED
             # Only the courtesy holds it back: it ends by itself, so it is no edge of the
             # wait-for graph and never a reason to refuse; nor to crowd out real waiters.
-            if not self._may_wait(f, db, req) or self._n_waiters >= self.max_waiters // 2:
+            if not self._may_wait(f, db, req) or not self._room.has_room(0.5):
                 self._grant(f, db, req)
-                return 0
+                return Outcome.GRANTED
         elif not self._may_wait(f, db, req) or (f.role is FileRole.SHM and (req.start, req.end) == DMS_BYTE):
             # (A DMS conflict means another connection got there first: SQLite looks again
             # with F_GETLK and joins it, so waiting for that connection to close is wrong.)
-            return errno.EAGAIN
+            return Outcome.BUSY
 
         def blockers() -> set[Owner]:
             return {other for start, end in spans for other, _ in table.conflicts(owner, start, end, kind)}
@@ -435,21 +490,59 @@ class LockManager:
         def done() -> bool:
             return not blockers() and self._yields_to(f, db, req) is None
 
-        waiter = _Waiter(req.owner, threading.Condition(self._mu), blockers)
+        waiter = self._room.waiter(req.owner, blockers)
         claimed = self._claim_priority(db, req, spans)
-        f.waiters.add(waiter)
+        f.waiters.add(waiter.cond.notify)
         try:
-            err = self._wait(waiter, done, deadline, abort, db.gate if db else None)
+            tick = None if db is None else (lambda now: self._tick(db, now))
+            outcome = self._room.wait(waiter, done, deadline, abort, tick)
         finally:
-            f.waiters.discard(waiter)
+            f.waiters.discard(waiter.cond.notify)
             if claimed and db is not None and db.exclusive_waiter == req.owner:
                 db.exclusive_waiter = None
-                for other in f.waiters:
-                    other.cond.notify()  # the newcomers held behind it go on
-        if err:
-            return err if req.wait or waiter.aborted else errno.EAGAIN
-        self._grant(f, db, req)
-        return 0
+                for wake in f.waiters:
+                    wake()  # the newcomers held behind it go on
+        if outcome is Outcome.GRANTED:
+            self._grant(f, db, req)
+        return outcome
+
+    def _may_wait(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> bool:
+        if req.wait:
+            return True
+        if self.policy is Policy.OFF or db is None or not db.sqlite or protocol.is_mark_write(req):
+            return False
+        admission = db.gate.admitted
+        if admission is not None and admission.owner == req.owner and not admission.held:
+            return True
+        if protocol.waits_only_for_marks(f.table, req):
+            return True
+        # A held turn is for starting a transaction, not for waiting inside one: a connection
+        # that closes in its grace tries EXCLUSIVE and must fail at once.
+        return not self._holds_any(db, req.owner)
+
+    def _grant(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> None:
+        f.table.set(req.owner, req.start, req.end, req.kind, req.pid)
+        if db is None:
+            return
+        admission = db.gate.admitted
+        if admission is None or admission.owner != req.owner:
+            return
+        if f.role is FileRole.DATABASE:
+            if req.kind is LockKind.WRITE:
+                admission.wrote = True
+                self._intents.learn(db.key, req.owner, Intent.WRITER)
+            return
+        if f.role is not FileRole.SHM:
+            return
+        in_slots = req.start < READ_SLOTS[1] and req.end > READ_SLOTS[0]
+        on_write = req.start < WRITE_BYTE[1] and req.end > WRITE_BYTE[0]
+        if req.kind is LockKind.WRITE and on_write:
+            admission.entered = admission.wrote = True
+            self._intents.learn(db.key, req.owner, Intent.WRITER)
+        elif req.kind is LockKind.READ and in_slots:
+            admission.entered = True
+
+    # -- EXCLUSIVE straight from SHARED --------------------------------------------------------
 
     def _claim_priority(
         self, db: _DatabaseState | None, req: LockRequest, spans: list[tuple[int, int]]
@@ -502,141 +595,30 @@ class LockManager:
             return None
         return waiter
 
-    def _spans(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> list[tuple[int, int]]:
-        """The ranges `req` must find free: its own, plus one where SQLite's protocol needs it.
+    def _wait_out_shm_init(self, f: _FileState, owner: Owner, abort: AbortCheck) -> None:
+        """Let a connection that is (re)building the -shm finish before answering a DMS probe.
 
-        SQLite takes SHARED as the PENDING byte, then the SHARED range. Holding PENDING, a
-        client may no longer wait, so it gets PENDING only once the range is free as well.
-        Conversely an EXCLUSIVE taken without PENDING (SQLite 3.42 and later, going straight
-        from SHARED: the last WAL connection's checkpoint on close) must see a newcomer halfway
-        through that sequence as the connection it is. Older SQLite lets go of PENDING before
-        the range when it unlocks; newer never takes it: either way a newcomer could end up
-        holding PENDING with the range write-locked, and be refused SHARED at once.
+        The first connection to map the -shm holds DMS exclusively for a moment (truncate, then
+        downgrade to shared). A probe that saw that WRLCK would make SQLite answer SQLITE_BUSY;
+        one answered a moment later sees the shared lock and joins. The holder waits on nobody
+        meanwhile, so waiting on it cannot close a cycle.
         """
-        spans = [(req.start, req.end)]
-        if f.role is not FileRole.DATABASE or db is None or not db.sqlite or self.policy is not Policy.SERIAL:
-            return spans  # plain POSIX
-        pending = (self.layout.pending, self.layout.pending + 1)
-        shared = (self.layout.shared_first, self.layout.shared_first + SHARED_SIZE)
-        if req.kind is LockKind.READ and spans[0] == pending and not f.table.holds(req.owner):
-            spans.append(shared)
-        elif (
-            req.kind is LockKind.WRITE
-            and spans[0] == shared
-            and not f.table.holds(req.owner, *pending, LockKind.WRITE)
-        ):
-            spans.append(pending)
-        return spans
-
-    def _may_wait(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> bool:
-        if req.wait:
-            return True
-        if self.policy is Policy.OFF or db is None or not db.sqlite:
-            return False
-        admission = db.gate.admitted
-        if admission is not None and admission.owner == req.owner and not admission.held:
-            return True
-        # A held turn is for starting a transaction, not for waiting inside one: a connection
-        # that closes in its grace tries EXCLUSIVE and must fail at once.
-        return not self._holds_any(db, req.owner)
-
-    def _grant(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> None:
-        f.table.set(req.owner, req.start, req.end, req.kind, req.pid)
-        if db is None:
-            return
-        admission = db.gate.admitted
-        if admission is None or admission.owner != req.owner:
-            return
-        if f.role is FileRole.DATABASE:
-            if req.kind is LockKind.WRITE:
-                admission.wrote = True
-            return
-        if f.role is not FileRole.SHM:
-            return
-        in_slots = req.start < READ_SLOTS[1] and req.end > READ_SLOTS[0]
-        on_write = req.start < WRITE_BYTE[1] and req.end > WRITE_BYTE[0]
-        if req.kind is LockKind.WRITE and on_write:
-            admission.entered = admission.wrote = True
-        elif req.kind is LockKind.READ and in_slots:
-            admission.entered = True
-
-    # -- waiting -------------------------------------------------------------------------------
-
-    def _wait(
-        self,
-        waiter: _Waiter,
-        done: Callable[[], bool],
-        deadline: float | None,
-        abort: AbortCheck,
-        gate: AdmissionGate | None,
-    ) -> int:
-        """Sleep on `waiter.cond` until `done()`. Returns 0 or the errno to give up with."""
-        if self._n_waiters >= self.max_waiters:
-            return errno.EAGAIN  # each waiter holds a daemon thread: the bound keeps the mount alive
-        self._n_waiters += 1
-        self.waits += 1
-        self._waiting.setdefault(waiter.owner, set()).add(waiter)
+        deadline = self.clock() + self.lock_timeout
+        cond = threading.Condition(self._mu)
+        f.waiters.add(cond.notify)
         try:
-            next_cycle_check = 0.0
-            while not done():
-                if self._closing:
-                    return errno.EAGAIN
-                now = self.clock()
-                # A cycle is almost always closed by the request that starts waiting; the
-                # periodic re-check is a backstop, kept rare because it walks the whole graph.
-                if now >= next_cycle_check:
-                    if self._closes_cycle(waiter):
-                        log.debug("victim: %s waits on %s", waiter.owner, waiter.blockers())
-                        return errno.EDEADLK
-                    next_cycle_check = now + CYCLE_CHECK_SECONDS
-                err = abort()
-                if err:
-                    log.debug("aborted: %s errno %d", waiter.owner, err)
-                    waiter.aborted = True
-                    return err
-                if deadline is not None and now >= deadline:
-                    return errno.EAGAIN
-                timeout = self.poll_interval if deadline is None else min(self.poll_interval, deadline - now)
-                if gate is not None:
-                    gate.expire(now)
-                    if done():
-                        break
-                    admitted = gate.admitted
-                    if admitted is not None and admitted.reserved_until is not None:
-                        # Wake when a held turn runs out, not a poll interval later.
-                        timeout = min(timeout, max(admitted.reserved_until - now, 0.0005))
-                    if (
-                        admitted is not None
-                        and admitted.priority_until is not None
-                        and now < admitted.priority_until
-                    ):
-                        timeout = min(timeout, max(admitted.priority_until - now, 0.0005))
-                waiter.cond.wait(timeout)
-            return 0
+            while f.table.conflicts(owner, *DMS_BYTE, LockKind.READ):
+                if self._room.closing or abort() or self.clock() >= deadline:
+                    return
+                cond.wait(SHM_INIT_POLL_SECONDS)  # a downgrade does not notify
         finally:
-            self._n_waiters -= 1
-            mine = self._waiting.get(waiter.owner)
-            if mine is not None:
-                mine.discard(waiter)
-                if not mine:
-                    del self._waiting[waiter.owner]
-
-    def _closes_cycle(self, waiter: _Waiter) -> bool:
-        """Would `waiter` waiting on its blockers close a cycle in the global wait-for graph?"""
-        seen: set[Owner] = set()
-        stack = list(waiter.blockers())
-        while stack:
-            owner = stack.pop()
-            if owner == waiter.owner:
-                return True
-            if owner in seen:
-                continue
-            seen.add(owner)
-            for other in self._waiting.get(owner, ()):
-                stack.extend(other.blockers())
-        return False
+            f.waiters.discard(cond.notify)
 
     # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _table(self, key: FileKey | None) -> RangeTable | None:
+        f = self._files.get(key) if key is not None else None
+        return f.table if f is not None else None
 
     def _file(self, req: LockRequest) -> _FileState:
         f = self._files.get(req.file)
@@ -649,8 +631,12 @@ class LockManager:
     def _database(self, key: FileKey) -> _DatabaseState:
         db = self._dbs.get(key)
         if db is None:
-            gate = AdmissionGate(clock=self.clock, reservation_seconds=self.reservation_seconds)
-            db = self._dbs[key] = _DatabaseState(key, gate)
+            gate = AdmissionGate(
+                clock=self.clock,
+                reservation_seconds=self.reservation_seconds,
+                window_seconds=self.fresh_window,
+            )
+            db = self._dbs[key] = _DatabaseState(key, gate, name=self._names.pop(key, ""))
         return db
 
     def _classify(self, db: _DatabaseState, f: _FileState, req: LockRequest) -> None:
@@ -661,97 +647,118 @@ class LockManager:
             if self.layout.is_pending_byte(req.start, req.end):
                 db.sqlite = True
             if not req.readonly:
-                db.writers.add(req.owner)
-                db.readers.discard(req.owner)
-            elif req.owner not in db.writers:
-                db.readers.add(req.owner)
+                db.rw_owners.add(req.owner)
+                db.ro_owners.discard(req.owner)
+            elif req.owner not in db.rw_owners:
+                db.ro_owners.add(req.owner)
 
     def _holds_any(self, db: _DatabaseState, owner: Owner) -> bool:
         for key in (db.key, db.shm):
-            f = self._files.get(key) if key is not None else None
-            if f is not None and f.table.holds(owner):
+            table = self._table(key)
+            if table is not None and table.holds(owner):
                 return True
         return False
 
     def _after_release(
         self, f: _FileState, db: _DatabaseState | None, owner: Owner, released_dms: bool = True
     ) -> None:
-        for waiter in f.waiters:
-            waiter.cond.notify()
+        for wake in f.waiters:
+            wake()
         if db is not None:
             admission = db.gate.admitted
             if admission is not None and admission.owner == owner and self._transaction_over(db, owner):
-                if self._in_wal_mode(db, owner):
+                if protocol.in_wal_mode(self._table(db.shm), owner):
                     db.wal_ready = True  # a WAL transaction completed: the index is built
                 self._end_turn(db, admission)
-            if f.role is FileRole.SHM and released_dms and db.wal_ready and not self._wal_active(db):
+            beside = db.beside.get(owner)
+            if beside is not None and not protocol.in_transaction(
+                self._table(db.key), self._table(db.shm), owner
+            ):
+                del db.beside[owner]
+                if beside.learn:
+                    self._intents.learn(db.key, owner, Intent.READER)
+            if (
+                f.role is FileRole.SHM
+                and released_dms
+                and db.wal_ready
+                and not protocol.wal_active(self._table(db.shm))
+            ):
                 # The last connection let go of the -shm: the next one rebuilds the index
                 # (recovery), and that must happen inside a turn, not beside one.
                 db.wal_ready = False
             if (
                 not f.table.holds(owner)
-                and (owner in db.readers or owner in db.writers)
+                and (owner in db.ro_owners or owner in db.rw_owners)
                 and not self._holds_any(db, owner)
             ):
-                db.readers.discard(owner)
-                db.writers.discard(owner)
+                db.ro_owners.discard(owner)
+                db.rw_owners.discard(owner)
         if not f.table and not f.waiters:
             del self._files[f.key]
 
+    def _retire(self, db: _DatabaseState) -> None:
+        """Nobody has the database open: forget its inode (it may be deleted and the inode
+        reused), keep its counters under its name."""
+        del self._dbs[db.key]
+        if not db.name:
+            return
+        _, before = self._retired.pop(db.name, ("", GateCounters()))
+        self._retired[db.name] = (self._mode(db), before.add(db.gate.counters))
+        while len(self._retired) > RETIRED_NAMES:
+            del self._retired[next(iter(self._retired))]
+
     # -- observation ---------------------------------------------------------------------------
 
-    def _mode(self, db: _DatabaseState) -> str:
+    @staticmethod
+    def _mode(db: _DatabaseState) -> str:
         return "wal" if db.shm is not None else "rollback"
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[DatabaseReport]:
         """Per database: who holds the turn, who waits, who reads beside it, and the counters."""
         with self._mu:
             now = self.clock()
             out = []
             live = set()
             for db in self._dbs.values():
+                if not db.sqlite and not db.gate.counters.transactions:
+                    continue  # a plain file that took a lock: not a database
                 gate = db.gate
                 holders: dict[Owner, int] = {}
                 for key in (db.key, db.shm):
-                    state = self._files.get(key) if key is not None else None
-                    if state is not None:
-                        holders.update(state.table.pids)
+                    table = self._table(key)
+                    if table is not None:
+                        holders.update(table.pids)
                 counters = gate.counters
                 if db.name in self._retired:
                     counters = counters.add(self._retired[db.name][1])
                 live.add(db.name)
                 admitted = gate.admitted
+                oldest = min(db.beside.values(), key=lambda b: b.since, default=None)
                 out.append(
-                    {
-                        "database": db.name or f"inode {db.key[1]}",
-                        "mode": self._mode(db),
-                        "admitted": None
+                    DatabaseReport(
+                        database=db.name or f"inode {db.key[1]}",
+                        mode=self._mode(db),
+                        admitted=None
                         if admitted is None
-                        else {
-                            "pid": admitted.pid,
-                            "seconds": round(now - admitted.since, 3),
-                            "reserved": admitted.reserved_until is not None,
-                            # waiting for EXCLUSIVE straight from SHARED, newcomers held behind it
-                            "exclusive_first": self._priority_owner(db, now) is not None,
-                        },
-                        "waiting": [{"pid": t.pid, "seconds": round(now - t.since, 3)} for t in gate.queue],
-                        "readers": sorted(holders[o] for o in db.readers if o in holders),
-                        "holders": sorted(set(holders.values())),
-                        "counters": counters.as_dict(),
-                    }
+                        else TurnReport(
+                            pid=admitted.pid,
+                            seconds=round(now - admitted.since, 3),
+                            reserved=admitted.reserved_until is not None,
+                            exclusive_first=self._priority_owner(db, now) is not None,
+                            tentative=admitted.tentative,
+                        ),
+                        waiting=[WaiterReport(t.pid, round(now - t.since, 3)) for t in gate.queue],
+                        readers=sorted(b.pid for b in db.beside.values()),
+                        beside=None
+                        if oldest is None
+                        else BesideReport(len(db.beside), oldest.pid, round(now - oldest.since, 3)),
+                        writers=sorted(holders[o] for o in self._intents.writers(db.key) if o in holders),
+                        holders=sorted(set(holders.values())),
+                        counters=counters.as_dict(),
+                    )
                 )
             for name, (mode, counters) in self._retired.items():
                 if name not in live:
-                    out.append(
-                        {
-                            "database": name,
-                            "mode": mode,
-                            "admitted": None,
-                            "waiting": [],
-                            "readers": [],
-                            "holders": [],
-                            "counters": counters.as_dict(),
-                        }
-                    )
-            out.sort(key=lambda d: str(d["database"]))
+                    out.append(DatabaseReport(name, mode, None, [], [], None, [], [], counters.as_dict()))
+            out.sort(key=lambda d: d.database)
             return out

@@ -28,8 +28,21 @@ class FileRole(enum.Enum):
 
 
 class Policy(enum.Enum):
-    SERIAL = "serial"  # one write-capable transaction per database at a time, FIFO (the default)
+    BESIDE = "beside"  # writers take turns at their snapshot, FIFO; readers run beside (the default)
+    SERIAL = "serial"  # every transaction not opened read-only takes a turn, FIFO
     OFF = "off"  # plain POSIX: every conflict is answered at once, as on a local disk
+
+
+class Outcome(enum.Enum):
+    """The lock core's answer to a request; the adapter (fs/answers.py) turns it into an errno."""
+
+    GRANTED = "granted"
+    BUSY = "busy"  # a conflict that may not wait, or a write refused while another writer has the turn
+    TIMEOUT = "timeout"  # waited the lock timeout (`--lock-timeout`) for the turn or the lock
+    DEADLOCK = "deadlock"  # waiting would close a cycle in the wait-for graph
+    FULL = "full"  # the parked-request bound is reached
+    CLOSING = "closing"  # the daemon is shutting down
+    ABORTED = "aborted"  # the adapter's abort check ended the wait (its signals decide the errno)
 
 
 @dataclass(slots=True)  # not frozen: built on every lock call, and frozen __init__ costs 3x

@@ -1,0 +1,50 @@
+"""What `hoodydb locks` shows of one database: a typed snapshot of the lock manager's state.
+
+The control socket sends `as_dict()` (JSON); the daemon adds each process's command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReport:
+    pid: int
+    seconds: float
+    reserved: bool  # held for its owner between two transactions (a grace, a WAL retry)
+    exclusive_first: bool  # waiting for EXCLUSIVE straight from SHARED, newcomers held behind it
+    tentative: bool  # its owner is not known to write: a window, passed on if it does not
+
+
+@dataclass(frozen=True, slots=True)
+class WaiterReport:
+    pid: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BesideReport:
+    """Transactions running beside the turn: how many, and the oldest."""
+
+    count: int
+    oldest_pid: int
+    oldest_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseReport:
+    database: str
+    mode: str  # "wal" or "rollback"
+    admitted: TurnReport | None
+    waiting: list[WaiterReport]
+    readers: list[int]  # pids of the transactions beside the turn
+    beside: BesideReport | None
+    writers: list[int]  # pids of the owners known to write, who take turns
+    holders: list[int]  # pids holding any lock on the database or its -shm
+    counters: dict[str, float | int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
