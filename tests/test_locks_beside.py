@@ -1,0 +1,371 @@
+"""Policy `beside` (the default) driven from real threads, without FUSE: writers take turns at their
+snapshot, readers run beside them, and an owner not yet known to write gets a window.
+
+Clients come from test_locks_manager.py; each has a handle (its connection's open file), since
+what an owner has shown it does is kept per handle.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hoodydb.locks.manager import LockManager
+from hoodydb.locks.types import FileRole, Policy
+from tests.test_locks_manager import (
+    DB,
+    DMS,
+    LAYOUT,
+    PENDING,
+    RESERVED,
+    SHARED,
+    SLOT,
+    SOON,
+    WRITE_LOCK,
+    Bg,
+    Client,
+    R,
+    U,
+    W,
+    admitted_pid,
+    db_snapshot,
+    wait_until,
+    waiting,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+WINDOW = 0.05
+OTHER_SLOT = (SLOT[0] + 1, SLOT[1] + 1)
+_handles = itertools.count(500)
+
+
+def make(**kw: Any) -> LockManager:
+    args: dict[str, Any] = {
+        "layout": LAYOUT,
+        "lock_timeout": 5.0,
+        "poll_interval": 0.02,
+        "policy": Policy.BESIDE,
+        "fresh_window": WINDOW,
+        "schema_grace": 0.0,
+    }
+    args.update(kw)
+    return LockManager(**args)
+
+
+@pytest.fixture
+def mgr() -> Iterator[LockManager]:
+    m = make()
+    m.name_database(DB, "db")
+    yield m
+    m.shutdown()
+
+
+def client(mgr: LockManager, owner: int, **kw: Any) -> Client:
+    return Client(mgr, owner, handle=next(_handles), **kw)
+
+
+def reader(mgr: LockManager, owner: int, wal: bool) -> Client:
+    """A client that has shown it only reads: its connection's first transaction (the schema
+    read), then one more read-only transaction."""
+    c = client(mgr, owner)
+    if wal:
+        c.wal_open()  # (its first transaction)
+        assert c.wal_begin() == (0, 0)
+        assert c.shmf(U, SLOT) == 0
+    else:
+        for _ in range(2):
+            assert c.begin() == 0
+            c.end()
+    return c
+
+
+def writer(mgr: LockManager, owner: int, wal: bool) -> Client:
+    """A client that has written once."""
+    c = client(mgr, owner)
+    if wal:
+        c.wal_open()
+        assert c.wal_begin() == (0, 0)
+        c.wal_write()
+        assert c.shmf(U, SLOT) == 0
+    else:
+        assert c.begin() == 0
+        c.write_and_commit()
+        c.end()
+    return c
+
+
+def beside(mgr: LockManager) -> list[int]:
+    return list(db_snapshot(mgr, "db")["readers"])
+
+
+# -- WAL: readers never wait for writers, and never hold one up -------------------------------------
+
+
+def test_wal_reader_keeps_its_snapshot_while_writers_take_turns(mgr: LockManager) -> None:
+    r = reader(mgr, 1, wal=True)
+    w1, w2 = writer(mgr, 2, wal=True), writer(mgr, 3, wal=True)
+    assert r.wal_begin() == (0, 0)  # a read transaction left open (a half-read cursor)
+    assert beside(mgr) == [r.pid]
+    for w in (w1, w2, w1):
+        assert w.wal_begin() == (0, 0)  # no wait: the turn is free
+        assert admitted_pid(mgr) == w.pid
+        w.wal_write()
+        assert w.shmf(U, SLOT) == 0
+        assert admitted_pid(mgr) is None
+    assert r.shmf(U, SLOT) == 0
+    assert beside(mgr) == []
+    counters = db_snapshot(mgr, "db")["counters"]
+    assert counters["beside"] == 1 and counters["waits"] == 0
+
+
+def test_wal_reader_starts_beside_a_writer_that_holds_the_turn(mgr: LockManager) -> None:
+    r = reader(mgr, 1, wal=True)
+    w = writer(mgr, 2, wal=True)
+    assert w.wal_begin() == (0, 0)
+    w.wal_write()  # (WRITE taken and let go: a commit)
+    t0 = time.monotonic()
+    assert r.wal_begin() == (0, 0)
+    assert time.monotonic() - t0 < 0.5
+    assert admitted_pid(mgr) == w.pid and beside(mgr) == [r.pid]
+    assert r.shmf(U, SLOT) == 0
+    assert w.shmf(U, SLOT) == 0
+
+
+def test_writers_still_queue_fifo_at_their_snapshot(mgr: LockManager) -> None:
+    a, b = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    assert a.wal_begin() == (0, 0)
+    queued = Bg(b.wal_begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    a.wal_write()
+    assert a.shmf(U, SLOT) == 0
+    assert queued.get() == (0, 1)  # admitted, answered EAGAIN once to re-read the header
+    assert admitted_pid(mgr) == b.pid
+    b.wal_write()
+    assert b.shmf(U, SLOT) == 0
+
+
+def test_a_reader_turned_writer_is_refused_while_another_writer_has_the_turn(mgr: LockManager) -> None:
+    """Its snapshot may predate the other's commit: "database is locked", as natively."""
+    r = reader(mgr, 1, wal=True)
+    w = writer(mgr, 2, wal=True)
+    assert r.wal_begin() == (0, 0)
+    assert w.wal_begin() == (0, 0)
+    t0 = time.monotonic()
+    assert r.shmf(W, WRITE_LOCK) == errno.EAGAIN
+    assert time.monotonic() - t0 < 0.5
+    assert db_snapshot(mgr, "db")["counters"]["refused_writes"] == 1
+    assert r.shmf(U, SLOT) == 0
+    w.wal_write()
+    assert w.shmf(U, SLOT) == 0
+    # Now known as a writer: its next transaction takes a turn.
+    assert r.wal_begin() == (0, 0)
+    assert admitted_pid(mgr) == r.pid
+    r.wal_write()
+    assert r.shmf(U, SLOT) == 0
+
+
+def test_a_reader_turned_writer_takes_the_turn_when_nobody_has_it(mgr: LockManager) -> None:
+    r = reader(mgr, 1, wal=True)
+    w = writer(mgr, 2, wal=True)
+    assert r.wal_begin() == (0, 0)
+    assert r.shmf(W, WRITE_LOCK) == 0
+    assert admitted_pid(mgr) == r.pid and beside(mgr) == []
+    queued = Bg(w.wal_begin)
+    wait_until(lambda: waiting(mgr) == 1)  # the other writer waits for its commit
+    assert r.shmf(U, WRITE_LOCK) == 0
+    assert r.shmf(U, SLOT) == 0
+    assert queued.get() == (0, 1)
+    w.wal_write()
+    assert w.shmf(U, SLOT) == 0
+    assert db_snapshot(mgr, "db")["writers"] == sorted([r.pid, w.pid])
+
+
+# -- the window of an owner not yet known to write ----------------------------------------------------
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["rollback", "wal"])
+def test_a_new_owner_that_only_reads_passes_the_turn_on_after_its_window(mgr: LockManager, wal: bool) -> None:
+    w = writer(mgr, 2, wal=wal)
+    n = client(mgr, 1)
+    if wal:
+        n.wal_open()
+    assert (n.wal_begin() if wal else (n.begin(), 0)) == (0, 0)
+    assert admitted_pid(mgr) == n.pid
+    snap = db_snapshot(mgr, "db")
+    assert snap["admitted"]["tentative"] is True
+    t0 = time.monotonic()
+    turn = Bg(w.wal_begin if wal else w.begin)
+    result = turn.get(timeout=SOON)
+    assert time.monotonic() - t0 >= WINDOW * 0.8
+    assert result == ((0, 1) if wal else 0)
+    assert admitted_pid(mgr) == w.pid and beside(mgr) == [n.pid]
+    assert db_snapshot(mgr, "db")["counters"]["passed_on"] == 1
+    if wal:
+        w.wal_write()
+        assert w.shmf(U, SLOT) == 0
+        assert n.shmf(U, SLOT) == 0
+    else:
+        n.end()  # (a reader beside lets go; the writer can commit)
+        w.write_and_commit()
+        w.end()
+    assert beside(mgr) == []
+
+
+def test_a_new_owner_that_writes_in_its_window_keeps_the_turn(mgr: LockManager) -> None:
+    n, other = client(mgr, 1), writer(mgr, 2, wal=False)
+    assert n.begin() == 0
+    assert n.dbf(W, RESERVED) == 0
+    queued = Bg(other.begin)
+    assert queued.blocked(settle=WINDOW * 3)  # no window once it writes
+    n.write_and_commit()
+    n.end()
+    assert queued.get() == 0
+    other.end()
+
+
+def test_no_window_opens_while_a_writer_waits(mgr: LockManager) -> None:
+    """A stream of newcomers cannot starve a queued writer: each one queues behind it."""
+    holder, w = writer(mgr, 1, wal=False), writer(mgr, 2, wal=False)
+    assert holder.begin() == 0
+    queued_writer = Bg(w.begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    n = client(mgr, 3)
+    queued_new = Bg(n.begin)
+    wait_until(lambda: waiting(mgr) == 2)
+    holder.end()
+    assert queued_writer.get() == 0
+    assert admitted_pid(mgr) == w.pid
+    assert queued_new.blocked()
+    w.end()
+    assert queued_new.get() == 0
+    n.end()
+
+
+def test_the_window_never_passes_while_the_owner_rebuilds_the_index(mgr: LockManager) -> None:
+    first, w = client(mgr, 1), writer(mgr, 2, wal=False)
+    assert first.begin() == 0
+    assert first.shmf(W, DMS) == 0  # DMS, exclusively: resetting the -shm
+    queued = Bg(w.begin)
+    assert queued.blocked(settle=WINDOW * 3)
+    assert first.shmf(R, DMS) == 0  # downgraded: the index is built
+    assert queued.get() == 0  # now the window may pass
+    assert beside(mgr) == [first.pid]
+    first.end()
+    w.end()
+
+
+# -- rollback journal: readers beside, a commit waits for them ----------------------------------------
+
+
+def test_rollback_commit_waits_for_a_reader_beside_then_goes_through(mgr: LockManager) -> None:
+    r, w = reader(mgr, 1, wal=False), writer(mgr, 2, wal=False)
+    assert r.begin() == 0  # beside: holds SHARED
+    assert w.begin() == 0
+    assert w.dbf(W, RESERVED) == 0
+    assert w.dbf(W, PENDING) == 0
+    commit = Bg(lambda: w.dbf(W, SHARED))
+    assert commit.blocked()
+    newcomer = Bg(lambda: client(mgr, 3).begin())  # new readers wait behind PENDING
+    assert newcomer.blocked()
+    r.end()
+    assert commit.get() == 0
+    w.end()
+    assert newcomer.get() == 0
+
+
+# -- read marks ----------------------------------------------------------------------------------------
+
+
+def test_moving_read_marks_never_waits_even_in_the_turn(mgr: LockManager) -> None:
+    """walRestartLog and checkpointers treat a refused mark as "later": waiting for a reader
+    beside would hold the writer (and the turn) for as long as that reader reads."""
+    r, w = reader(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    assert r.wal_begin() == (0, 0)
+    assert w.wal_begin() == (0, 0)
+    t0 = time.monotonic()
+    assert w.shmf(W, SLOT) == errno.EAGAIN
+    assert time.monotonic() - t0 < 0.5
+    assert r.shmf(U, SLOT) == 0
+    assert w.shmf(U, SLOT) == 0
+
+
+def test_a_read_slot_waits_out_a_moving_mark(mgr: LockManager) -> None:
+    r, m = reader(mgr, 1, wal=True), reader(mgr, 2, wal=True)
+    assert m.shmf(W, OTHER_SLOT) == 0  # moving the mark of that slot
+    asked = Bg(lambda: r.shmf(R, OTHER_SLOT))
+    assert asked.blocked()
+    assert m.shmf(U, OTHER_SLOT) == 0
+    assert asked.get() == 0
+    assert r.shmf(U, OTHER_SLOT) == 0
+
+
+# -- what is learned, and forgotten -------------------------------------------------------------------
+
+
+def test_what_an_owner_did_is_forgotten_with_its_last_handle(mgr: LockManager) -> None:
+    r = reader(mgr, 1, wal=False)
+    w = writer(mgr, 2, wal=False)
+    assert w.begin() == 0
+    assert r.begin() == 0  # beside the writer
+    r.end()
+    w.end()
+    mgr.forget_handle(r.handle)
+    fresh = Client(mgr, r.owner, handle=next(_handles))  # a new process got the same owner id
+    assert w.begin() == 0
+    started = Bg(fresh.begin)
+    assert started.blocked()  # NEW again: it queues for a turn
+    w.end()
+    assert started.get() == 0
+    fresh.end()
+
+
+def test_state_stays_bounded_by_what_is_open() -> None:
+    """Every file opened gets a name; every database that locked gets a state. After the last
+    close of each, nothing is left but a bounded history of counters."""
+    mgr = make()
+    for i in range(3000):
+        mgr.name_database((2, i), f"file-{i}")  # plain files, opened and closed
+        mgr.release_file((2, i))
+    for i in range(500):
+        key = (3, i)
+        c = Client(mgr, 7, db=key, handle=10_000 + i)
+        mgr.name_database(key, f"db-{i}")
+        assert c.lock(key, FileRole.DATABASE, R, PENDING) == 0
+        assert c.lock(key, FileRole.DATABASE, R, SHARED) == 0
+        assert c.lock(key, FileRole.DATABASE, U, (0, 1 << 62)) == 0
+        mgr.forget_handle(c.handle)
+        mgr.release_file(key)
+    sizes = mgr.table_sizes()
+    assert sizes == {"files": 0, "databases": 0, "names": 0, "intents": 0, "handles": 0, "retired": 500}
+    mgr.shutdown()
+
+
+def test_the_report_names_readers_beside_and_writers(mgr: LockManager) -> None:
+    r1, r2 = reader(mgr, 1, wal=True), reader(mgr, 2, wal=True)
+    w = writer(mgr, 3, wal=True)
+    assert r1.wal_begin() == (0, 0)
+    time.sleep(0.02)
+    assert r2.wal_begin() == (0, 0)
+    snap = db_snapshot(mgr, "db")
+    assert snap["beside"]["count"] == 2
+    assert snap["beside"]["oldest_pid"] == r1.pid
+    assert snap["beside"]["oldest_seconds"] >= 0.02
+    assert snap["writers"] == [w.pid]
+    assert r1.shmf(U, SLOT) == 0 and r2.shmf(U, SLOT) == 0
+    assert db_snapshot(mgr, "db")["beside"] is None
+
+
+def test_read_only_opens_run_beside_and_are_reported(mgr: LockManager) -> None:
+    w = writer(mgr, 2, wal=False)
+    ro = Client(mgr, 1, readonly=True, handle=next(_handles))
+    assert w.begin() == 0
+    assert ro.begin() == 0
+    assert beside(mgr) == [ro.pid]
+    ro.end()
+    w.end()
