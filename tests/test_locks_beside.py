@@ -369,3 +369,42 @@ def test_read_only_opens_run_beside_and_are_reported(mgr: LockManager) -> None:
     assert beside(mgr) == [ro.pid]
     ro.end()
     w.end()
+
+
+def test_the_window_waits_while_the_client_thread_is_still_at_work() -> None:
+    """On a loaded machine a new writer may wait for a CPU longer than its window: its turn must
+    not pass on then, or its write would be refused."""
+    busy = {"now": True}
+    mgr = make(working=lambda pid: busy["now"])
+    mgr.name_database(DB, "db")
+    n, w = client(mgr, 1), writer(mgr, 2, wal=False)
+    assert n.begin() == 0
+    queued = Bg(w.begin)
+    assert queued.blocked(settle=WINDOW * 4)
+    busy["now"] = False  # asleep elsewhere: a reader taking its time
+    assert queued.get() == 0
+    assert beside(mgr) == [n.pid]
+    n.end()
+    w.end()
+    mgr.shutdown()
+
+
+def test_a_recover_probe_waits_for_the_index_rebuild(mgr: LockManager) -> None:
+    """A reader that finds the WAL index being rebuilt probes RECOVER; refused, SQLite answers
+    SQLITE_BUSY_RECOVERY at once ("database is locked", even for -readonly)."""
+    rebuilder = client(mgr, 1)
+    ro = Client(mgr, 2, readonly=True, handle=next(_handles))
+    assert rebuilder.begin() == 0
+    assert rebuilder.shmf(R, DMS) == 0
+    assert rebuilder.shmf(W, WRITE_LOCK) == 0
+    recovering = (WRITE_LOCK[0] + 1, WRITE_LOCK[0] + 3)  # CKPT and RECOVER
+    assert rebuilder.shmf(W, recovering) == 0
+    assert ro.begin() == 0
+    assert ro.shmf(R, DMS) == 0
+    assert ro.shmf(W, WRITE_LOCK) == errno.EAGAIN  # (SQLite then probes RECOVER)
+    probe = Bg(lambda: ro.shmf(R, (WRITE_LOCK[0] + 2, WRITE_LOCK[0] + 3)))
+    assert probe.blocked()
+    assert rebuilder.shmf(U, recovering) == 0
+    assert probe.get() == 0
+    assert ro.shmf(U, (WRITE_LOCK[0] + 2, WRITE_LOCK[0] + 3)) == 0
+    assert rebuilder.shmf(U, WRITE_LOCK) == 0

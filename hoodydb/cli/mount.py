@@ -85,12 +85,20 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
         admitted = db["admitted"]
         if admitted:
             extra = " (reserved)" if admitted["reserved"] else ""
+            if admitted.get("tentative"):
+                extra += " (not known to write: goes on beside if it does not)"
             if admitted.get("exclusive_first"):
                 extra += " (waiting for EXCLUSIVE: new readers wait behind it)"
             since = f"{admitted['seconds']:.3f}s{extra}"
             lines.append(f"    running: pid {admitted['pid']} for {since}  {admitted['command']}")
         for w in db["waiting"]:
             lines.append(f"    waiting: pid {w['pid']} for {w['seconds']:.3f}s  {w['command']}")
-        if db["readers"]:
-            lines.append(f"    reading beside it: pids {', '.join(map(str, db['readers']))}")
+        beside = db.get("beside")
+        if beside:
+            lines.append(
+                f"    reading beside: {beside['count']}, the oldest pid {beside['oldest_pid']} for "
+                f"{beside['oldest_seconds']:.3f}s  {beside.get('oldest_command', '')}"
+            )
+        if db.get("writers"):
+            lines.append(f"    writers (take turns): pids {', '.join(map(str, db['writers']))}")
     return "\n".join(lines)

@@ -521,21 +521,27 @@ function renderLocks() {
     ? h(
         'div',
         { id: 'lock-running', class: 'lock-card busy' },
-        h('div', { class: 'lock-head' }, h('strong', {}, `Running: pid ${a.pid}`), h('span', {}, ` for ${seconds(a.seconds)}`), a.reserved ? h('span', { class: 'tag' }, 'reserved') : '', a.exclusive_first ? h('span', { class: 'tag warn' }, 'waiting for EXCLUSIVE: new readers wait behind it') : ''),
+        h('div', { class: 'lock-head' }, h('strong', {}, `Running: pid ${a.pid}`), h('span', {}, ` for ${seconds(a.seconds)}`), a.reserved ? h('span', { class: 'tag' }, 'reserved') : '', a.exclusive_first ? h('span', { class: 'tag warn' }, 'waiting for EXCLUSIVE: new readers wait behind it') : '', a.tentative ? h('span', { class: 'tag' }, 'not known to write') : ''),
         h('code', { class: 'cmd' }, a.command || '?'),
       )
     : h('div', { id: 'lock-running', class: 'lock-card idle' }, h('strong', {}, 'Nobody holds the write turn.'));
   const waiting = db.waiting.length
     ? h('div', { class: 'table-wrap' }, h('table', { id: 'lock-waiting' }, h('thead', {}, h('tr', {}, h('th', {}, 'pid'), h('th', {}, 'waiting for'), h('th', {}, 'command'))), h('tbody', {}, db.waiting.map((w) => processRow(w)))))
     : h('p', { id: 'lock-waiting', class: 'muted' }, 'Nobody waits.');
-  const readers = h('p', { class: 'muted' }, db.readers.length ? `Reading beside it: pid ${db.readers.join(', ')}` : 'No reader beside it.');
+  const b = db.beside;
+  const readers = h(
+    'p',
+    { id: 'lock-beside', class: 'muted' },
+    b ? `Reading beside: ${b.count}, the oldest pid ${b.oldest_pid} for ${seconds(b.oldest_seconds)}${b.oldest_command ? ` (${b.oldest_command})` : ''}` : 'No reader beside it.',
+  );
+  const writers = h('p', { id: 'lock-writers', class: 'muted' }, db.writers && db.writers.length ? `Writers, who take turns: pid ${db.writers.join(', ')}` : 'No known writer holds it open.');
   const counters = h(
     'dl',
     { class: 'counters' },
     Object.entries(db.counters).flatMap(([name, value]) => [h('div', {}, h('dt', {}, name.replaceAll('_', ' ')), h('dd', {}, typeof value === 'number' && !Number.isInteger(value) ? value.toFixed(3) : String(value)))]),
   );
   out.replaceChildren(
-    h('div', { class: 'lock-grid' }, h('div', {}, running, h('h3', {}, `Waiting (${db.waiting.length})`), waiting, readers), h('div', {}, h('h3', {}, `Counters · ${db.mode} mode`), counters)),
+    h('div', { class: 'lock-grid' }, h('div', {}, running, h('h3', {}, `Waiting (${db.waiting.length})`), waiting, readers, writers), h('div', {}, h('h3', {}, `Counters · ${db.mode} mode`), counters)),
     chart(samples),
   );
 }

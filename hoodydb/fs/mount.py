@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hoodydb.control_client import RuntimeDirError, ensure_runtime_dir, socket_path
+from hoodydb.fs import activity
 from hoodydb.fs.affinity import ContentionPin
 from hoodydb.fs.binding import FUSE
 from hoodydb.fs.claim import FSNAME_PREFIX, ClaimError, TreeClaim, probe
@@ -87,6 +88,7 @@ def run(opts: MountOptions) -> None:
         layout=LockLayout(settings.pending_byte),
         lock_timeout=settings.lock_timeout,
         max_waiters=max(1, settings.max_threads - 16),
+        working=activity.working,
     )
     ops = Passthrough(
         str(opts.backing), manager, attr_timeout=ATTR_TIMEOUT_S, kernel_cache=settings.kernel_cache
@@ -120,6 +122,7 @@ def run(opts: MountOptions) -> None:
             "settings": settings.report(),  # what the daemon runs with, every option
             "pinned_to_cpu": pin.cpu if pin is not None and pin.pinned else None,
             "databases": databases,
+            "tables": manager.table_sizes(),  # what the lock manager keeps: bounded by what is open
         }
 
     # Held until unmounted: a second daemon on this tree would keep a second lock table.

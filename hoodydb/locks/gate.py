@@ -130,6 +130,10 @@ class AdmissionGate:
             and now >= current.window_until
         )
 
+    def extend_window(self, until: float) -> None:
+        if self.admitted is not None and self.admitted.window_until is not None:
+            self.admitted.window_until = until
+
     def pass_on(self) -> Admission | None:
         """End the admitted owner's turn although its transaction goes on (beside, as a reader)."""
         current = self.admitted

@@ -92,7 +92,10 @@ class LockManager:
         poll_interval: float = 0.1,
         max_waiters: int = 200,
         clock: Callable[[], float] = time.monotonic,
+        working: Callable[[int], bool | None] | None = None,
     ) -> None:
+        """`working(pid)`: is that client thread still busy (runnable, or waiting for us)? A window
+        does not pass the turn on while it is (the adapter asks the kernel: fs/activity.py)."""
         self.policy = policy
         self.layout = layout or LockLayout()
         self.lock_timeout = lock_timeout
@@ -101,6 +104,7 @@ class LockManager:
         self.schema_grace = schema_grace
         self.fresh_window = fresh_window
         self.clock = clock
+        self.working = working
         self._mu = threading.Lock()
         self._room = WaitRoom(self._mu, clock, poll_interval, max_waiters)
         self._files: dict[FileKey, _FileState] = {}
@@ -322,8 +326,11 @@ class LockManager:
         if gate.window_over(now):
             admission = gate.admitted
             assert admission is not None
+            if self.working is not None and self.working(admission.pid):
+                # Starting a write, most likely, on a machine too busy to run it: look again soon.
+                gate.extend_window(now + self.fresh_window / 2)
             # Never while it rebuilds the index or writes: others would run on a half-done state.
-            if not protocol.changes_the_index(self._table(db.shm), self._table(db.key), admission.owner):
+            elif not protocol.changes_the_index(self._table(db.shm), self._table(db.key), admission.owner):
                 gate.pass_on()
                 db.beside[admission.owner] = Beside(
                     admission.pid, admission.since, not admission.first_on_handle
@@ -511,6 +518,8 @@ class LockManager:
             return True
         if self.policy is Policy.OFF or db is None or not db.sqlite or protocol.is_mark_write(req):
             return False
+        if protocol.is_recover_probe(req):
+            return True
         admission = db.gate.admitted
         if admission is not None and admission.owner == req.owner and not admission.held:
             return True

@@ -7,13 +7,22 @@ of SQLite's unix VFS (os_unix.c, wal.c; docs/architecture.md, "SQLite's locks"),
 
 from __future__ import annotations
 
-from hoodydb.locks.layout import SHARED_SIZE, SHM_DMS, SHM_READ_COUNT, SHM_READ_FIRST, SHM_WRITE, LockLayout
+from hoodydb.locks.layout import (
+    SHARED_SIZE,
+    SHM_DMS,
+    SHM_READ_COUNT,
+    SHM_READ_FIRST,
+    SHM_RECOVER,
+    SHM_WRITE,
+    LockLayout,
+)
 from hoodydb.locks.ranges import RangeTable
 from hoodydb.locks.types import FileRole, LockKind, LockRequest, Owner
 
 READ_SLOTS = (SHM_READ_FIRST, SHM_READ_FIRST + SHM_READ_COUNT)
 WRITE_BYTE = (SHM_WRITE, SHM_WRITE + 1)
 DMS_BYTE = (SHM_DMS, SHM_DMS + 1)
+RECOVER_BYTE = (SHM_RECOVER, SHM_RECOVER + 1)
 # The WAL index's locks that mean "I am changing the index or the WAL": WRITE, CKPT, RECOVER.
 INDEX_WRITE_LOCKS = (SHM_WRITE, SHM_READ_FIRST)
 
@@ -72,6 +81,14 @@ def is_mark_write(req: LockRequest) -> bool:
     (walRestartLog) or a checkpointer. Each treats a refusal as "try another way", and a wait
     could close a cycle with the readers it waits for: answered at once, never delayed."""
     return req.role is FileRole.SHM and req.kind is LockKind.WRITE and _on(req, READ_SLOTS)
+
+
+def is_recover_probe(req: LockRequest) -> bool:
+    """RDLCK on RECOVER: a reader whose header check failed asks whether someone is rebuilding
+    the index. Refused, SQLite answers SQLITE_BUSY_RECOVERY ("database is locked") without
+    retrying; granted, it retries and reads the rebuilt header. The rebuilder holds DMS, WRITE,
+    CKPT and RECOVER and asks nothing the prober holds (it holds no read slot yet): safe to wait."""
+    return req.role is FileRole.SHM and req.kind is LockKind.READ and (req.start, req.end) == RECOVER_BYTE
 
 
 def waits_only_for_marks(table: RangeTable, req: LockRequest) -> bool:

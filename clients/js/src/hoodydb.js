@@ -241,10 +241,12 @@ export function createClient(options = {}) {
 
 /**
  * @typedef {{ pid: number, seconds: number, command: string }} LockWaiter
- * @typedef {LockWaiter & { reserved: boolean, exclusive_first: boolean }} LockHolder
+ * @typedef {LockWaiter & { reserved: boolean, exclusive_first: boolean, tentative: boolean }} LockHolder
+ * @typedef {{ count: number, oldest_pid: number, oldest_seconds: number, oldest_command?: string }} LockBeside
  * @typedef {{ transactions: number, waits: number, timeouts: number, interrupts: number } & Record<string, number>} LockCounters
  * @typedef {{ database: string, mode: string, admitted: LockHolder | null, waiting: LockWaiter[],
- *             readers: number[], holders: number[], counters: LockCounters }} DatabaseLocks
+ *             readers: number[], beside: LockBeside | null, writers: number[], holders: number[],
+ *             counters: LockCounters }} DatabaseLocks
  * @typedef {{ mounted: boolean, databases: DatabaseLocks[], mountpoint?: string, pid?: number,
  *             policy?: string, lock_timeout?: number, pinned_to_cpu?: number | null }} LockReport
  * @typedef {ReturnType<typeof createClient>} HoodyClient

@@ -1,0 +1,31 @@
+"""Is a client thread still at work, as far as the kernel can tell? For the lock manager's windows.
+
+An owner not yet known to write holds the turn for a window; when the window runs out the turn
+passes on, unless the thread that started the transaction is plainly still starting it: runnable
+(waiting for a CPU, on a loaded machine its normal state) or waiting for this daemon's answer to
+a FUSE request. A thread asleep anywhere else (a half-read cursor, a program waiting for input) is
+a reader taking its time, and goes on beside.
+"""
+
+from __future__ import annotations
+
+FUSE_WAITS = ("request_wait_answer", "fuse_")
+
+
+def working(tid: int) -> bool | None:
+    """True if runnable or in a FUSE request; False if asleep elsewhere; None if unknown."""
+    if tid <= 0:
+        return None  # a thread in a PID namespace we cannot see
+    try:
+        with open(f"/proc/{tid}/stat", "rb") as f:
+            stat = f.read()
+        state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
+        if state == b"R":
+            return True
+        if state not in (b"S", b"D"):
+            return False  # stopped, traced, dying
+        with open(f"/proc/{tid}/wchan", "rb") as f:
+            wchan = f.read().decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return wchan.startswith(FUSE_WAITS)
