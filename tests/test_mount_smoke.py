@@ -1,12 +1,29 @@
-"""The mount works as a filesystem: files, directories, unlink-while-open, no hidden files."""
+"""The mount works as a filesystem: files, directories, unlink-while-open, no hidden files,
+renameat2's flags."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import sqlite3
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import Mounted
+
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def renameat2(old: Path, new: Path, flags: int) -> None:
+    """A client's renameat2(2), straight to libc (Python's os module has none)."""
+    if _libc.renameat2(_AT_FDCWD, os.fsencode(old), _AT_FDCWD, os.fsencode(new), ctypes.c_uint(flags)):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(old), None, str(new))
 
 
 def test_files_and_directories_pass_through(mounted: Mounted) -> None:
@@ -32,8 +49,9 @@ def test_unlinked_open_file_keeps_working_without_hidden_files(mounted: Mounted)
         os.ftruncate(f.fileno(), 10)  # through the handle: the path is gone
         f.write(b"more")
         f.flush()
-        # (fstat is the one call that cannot work here: the kernel sends no handle with it and
-        # libfuse has no path left for the file.)
+        # fstat comes with no handle: the daemon answers it for libfuse's hidden name of the file.
+        st = os.fstat(f.fileno())
+        assert (st.st_size, st.st_nlink) == (10004, 0)
         f.seek(0)
         assert f.read() == b"x" * 10 + bytes(9990) + b"more"
         os.fsync(f.fileno())
@@ -66,3 +84,48 @@ def test_times_set_through_the_mount_keep_what_is_omitted(mounted: Mounted) -> N
     subprocess.run(["touch", "-h", "-a", "-d", "@200", str(mounted.mnt / "link")], check=True)
     assert os.stat(mounted.backing / "t.txt").st_atime_ns == 5_000_000_000  # the link, not its target
     assert os.lstat(mounted.backing / "link").st_atime_ns == 200_000_000_000
+
+
+def test_rename_exchange_swaps_and_replaces_nothing(mounted: Mounted) -> None:
+    a, b = mounted.mnt / "a.txt", mounted.mnt / "b.txt"
+    a.write_text("first")
+    b.write_text("second")
+    renameat2(a, b, RENAME_EXCHANGE)
+    assert (a.read_text(), b.read_text()) == ("second", "first")
+    assert sorted(os.listdir(mounted.backing)) == ["a.txt", "b.txt"]
+    assert (mounted.backing / "a.txt").read_text() == "second"
+    assert (mounted.backing / "b.txt").read_text() == "first"
+
+    with pytest.raises(FileExistsError):
+        renameat2(a, b, RENAME_NOREPLACE)
+    assert (a.read_text(), b.read_text()) == ("second", "first")
+    # (The kernel looks a rename's target up afresh, so this EEXIST is the kernel's: the daemon's
+    # own check only matters for a name created behind the mount during the rename.)
+
+    c = mounted.mnt / "c.txt"
+    renameat2(a, c, RENAME_NOREPLACE)
+    assert sorted(os.listdir(mounted.mnt)) == ["b.txt", "c.txt"]
+    assert (mounted.backing / "c.txt").read_text() == "second"
+    assert (mounted.backing / "b.txt").read_text() == "first"
+
+    # Whiteouts are overlayfs's: refused (EPERM from the kernel without CAP_MKNOD), not renamed.
+    with pytest.raises(OSError) as refused:
+        renameat2(c, mounted.mnt / "e.txt", RENAME_WHITEOUT)
+    assert refused.value.errno in (errno.EINVAL, errno.EPERM)
+    assert sorted(os.listdir(mounted.backing)) == ["b.txt", "c.txt"]
+
+
+def test_rename_exchange_of_two_sqlite_databases(mounted: Mounted) -> None:
+    one, two = mounted.mnt / "one.db", mounted.mnt / "two.db"
+    for path, rows in ((one, 100), (two, 300)):  # several pages each, different sizes
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t(x TEXT, pad BLOB)")
+            conn.executemany("INSERT INTO t VALUES (?, randomblob(500))", [(str(path),)] * rows)
+        conn.close()
+    renameat2(one, two, RENAME_EXCHANGE)
+    for path, other, rows in ((one, two, 300), (two, one, 100)):
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("SELECT x, count(*) FROM t GROUP BY x").fetchall() == [(str(other), rows)]
+        conn.close()
+    assert sorted(os.listdir(mounted.backing)) == ["one.db", "two.db"]

@@ -10,8 +10,10 @@ goes through a dict and costs twice as much, on one of the commonest requests. R
 go between the file and libfuse's buffer without a bytes object in between: mfusepy's copies
 (8 KiB and more, from libfuse's threads) fragmented the C heap until the daemon grew by about
 1.7 MB per thousand contended transactions. Open and create tell the kernel, file by file, what
-to do with its cached pages (`Passthrough.cache_mode`, cache.py). It is the only module that
-touches ctypes.
+to do with its cached pages (`Passthrough.cache_mode`, cache.py). mfusepy also drops rename's
+flags (renameat2's RENAME_EXCHANGE and RENAME_NOREPLACE would arrive as a plain rename, which
+replaces the target): they are passed on to `Passthrough.rename`, which applies them with
+`rename2`. It is the only module that touches ctypes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,19 @@ F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
+_AT_FDCWD = -100
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.renameat2.restype = ctypes.c_int
+_libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+
+
+def rename2(old_path: str, new_path: str, flags: int) -> None:
+    """renameat2(2) with its flags, which Python's os module does not offer; OSError on failure."""
+    if _libc.renameat2(_AT_FDCWD, os.fsencode(old_path), _AT_FDCWD, os.fsencode(new_path), flags):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), old_path, None, new_path)
 
 
 def request_context() -> tuple[int, int, int]:
@@ -153,6 +168,10 @@ class FUSE(mfusepy.FUSE):
         ctypes.memset(buf, 0, _STAT_SIZE)
         _fill_stat(buf.contents, st)
         return 0
+
+    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+        # mfusepy's drops `flags`: an exchange would replace the target instead.
+        return self.operations.rename(self._path(old), self._path(new), flags)  # type: ignore[no-any-return]
 
     def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
         return self.operations.truncate(self._path(path), length, _fh(fip))  # type: ignore[no-any-return]

@@ -255,12 +255,32 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         os.rmdir(self._real(path))
         return 0
 
-    def rename(self, old: str, new: str) -> int:
+    def rename(self, old: str, new: str, flags: int = 0) -> int:
+        """`flags`: renameat2's. An exchange needs no bookkeeping: locks, cache notes and open
+        handles are keyed by inode, which stays with its data (only names move), and a hidden
+        name in `unlinked` is never exchanged."""
+        if flags:
+            self._rename_with_flags(old, new, flags)
+            return 0
+        # libfuse hides a file with a plain rename only (never with flags).
         head, name = os.path.split(new)
         if HIDDEN_NAME.fullmatch(name) and os.path.dirname(old) == head and self._hide(old, new):
             return 0
         os.rename(self._real(old), self._real(new))
         return 0
+
+    def _rename_with_flags(self, old: str, new: str, flags: int) -> None:
+        if flags & ~(binding.RENAME_NOREPLACE | binding.RENAME_EXCHANGE):
+            # RENAME_WHITEOUT (overlayfs's) or unknown: EINVAL is renameat2's "not supported
+            # here". Never ENOSYS: the kernel would then refuse every later renameat2 flag.
+            raise mfusepy.FuseOSError(errno.EINVAL)
+        # A hidden name has no backing file behind it and an unlinked file cannot get a name
+        # again: it is neither replaced nor exchanged.
+        if new in self.unlinked and flags & binding.RENAME_NOREPLACE:
+            raise mfusepy.FuseOSError(errno.EEXIST)
+        if old in self.unlinked or new in self.unlinked:
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        binding.rename2(self._real(old), self._real(new), flags)
 
     def _hide(self, path: str, hidden: str) -> bool:
         """libfuse hides `path`, open and being unlinked (or replaced by a rename): unlink it
