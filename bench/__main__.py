@@ -1,6 +1,6 @@
-"""`python -m bench [contention|single|all] [--quick]`: benchmark tables in markdown.
+"""`python -m bench [contention|single|readers|all] [--quick]`: benchmark tables in markdown.
 
-With no command it runs the quick suite (both benchmarks, small counts).
+With no command it runs the quick suite (every part, small counts).
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import sys
 import time
 
-from bench import contention, single
+from bench import contention, readers, single
 from bench.targets import open_targets, passthrough_available
 
 
@@ -60,13 +61,54 @@ def run_single(quick: bool, with_passthrough: bool, root: str | None) -> None:
     print(single.table(measures))
 
 
+def _mount_targets(mount_args: list[str] | None) -> list[tuple[str, tuple[str, ...]]]:
+    """One mount per --mount-args (named after its arguments); without any, one with defaults."""
+    mounts: list[tuple[str, tuple[str, ...]]] = []
+    for text in mount_args or [""]:
+        args = tuple(shlex.split(text))
+        name = f"mount {shlex.join(args)}" if args else "mount"
+        if name in (n for n, _ in mounts):
+            raise SystemExit(f"--mount-args {text!r} given twice")
+        mounts.append((name, args))
+    return mounts
+
+
+def run_readers(quick: bool, root: str | None, repeat: int, mount_args: list[str] | None) -> None:
+    mounts = _mount_targets(mount_args)
+    t0 = time.monotonic()
+    with open_targets(("native",), more_mounts=mounts, root=root) as targets:
+        results = readers.run(targets, quick, repeat, lambda line: print(line, file=sys.stderr, flush=True))
+    names = list(targets)
+    c = results.counts
+    runs = f", median of {repeat} interleaved runs per cell" if repeat > 1 else ""
+    took = time.monotonic() - t0
+    print(f"\n## Readers beside writers ({'quick' if quick else 'full'}{runs}, {took:.0f} s)\n")
+    gap = readers.GAP * 1e3
+    print(f"Reader latency: {c.lookups} point lookups about {gap:g} ms apart, busy timeout 5 s.\n")
+    print(readers.latency_table(results, names))
+    print(f"\nWriters beside an open reader: the reader holds a half-read SELECT for {c.hold:g} s.\n")
+    print(readers.hold_table(results, names))
+    print()
+    print(readers.error_notes(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["contention", "single", "all"])
+    parser.add_argument("command", nargs="?", choices=["contention", "single", "readers", "all"])
     parser.add_argument("--quick", action="store_true", help="small counts: a couple of minutes")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough_fh baseline")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="run each contention cell N times, interleaved; keep the median"
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each contention and readers cell N times, interleaved; keep the median",
+    )
+    parser.add_argument(
+        "--mount-args",
+        action="append",
+        metavar="ARGS",
+        help='readers: arguments for `hoodydb mount`, e.g. "--policy serial"; given several times, '
+        'one mount per occurrence in the same run ("" for the defaults)',
     )
     parser.add_argument("--root", help="directory for the temporary files (default: the system tmp dir)")
     args = parser.parse_args(argv)
@@ -80,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         run_contention(quick, with_pt, args.root, max(1, args.repeat))
     if command in ("single", "all"):
         run_single(quick, with_pt, args.root)
+    if command in ("readers", "all"):
+        run_readers(quick, args.root, max(1, args.repeat), args.mount_args)
     return 0
 
 

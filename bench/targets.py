@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,9 +118,14 @@ def open_targets(
     names: tuple[str, ...] = ("native", "mount", "passthrough_fh"),
     *,
     mount_args: tuple[str, ...] = (),
+    more_mounts: Sequence[tuple[str, tuple[str, ...]]] = (),
     root: str | None = None,
 ) -> Iterator[dict[str, Target]]:
-    """Set up the requested targets in one fresh temporary directory; tear all down after."""
+    """Set up the requested targets in one fresh temporary directory; tear all down after.
+
+    `more_mounts`: further hoodydb mounts as (target name, extra mount arguments), each on a
+    backing directory of its own, so that mount options (lock policies) compare in one run.
+    """
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hoodydb-bench-", dir=root)))
         targets: dict[str, Target] = {}
@@ -135,6 +140,14 @@ def open_targets(
                 )
             )
             targets["mount"] = Target("mount", mount.mountpoint, mount.pid)
+        for i, (name, args) in enumerate(more_mounts):
+            backing = tmp / f"backing-{i}"
+            backing.mkdir()
+            log = tmp / f"mount-{i}.log"
+            mount = stack.enter_context(
+                MountProcess(backing, tmp / f"mnt-{i}", extra_args=args, stderr_path=log)
+            )
+            targets[name] = Target(name, mount.mountpoint, mount.pid)
         if "noop-locks" in names:
             (tmp / "noop-backing").mkdir()
             mount = stack.enter_context(
