@@ -71,17 +71,28 @@ def client(mgr: LockManager, owner: int, **kw: Any) -> Client:
 
 
 def reader(mgr: LockManager, owner: int, wal: bool) -> Client:
-    """A client that has shown it only reads: its connection's first transaction (the schema
-    read), then one more read-only transaction."""
+    """A client that has shown it reads: its connection's first transaction (the schema read),
+    then a read transaction that outlasted its window, so that the turn passed on."""
     c = client(mgr, owner)
+    poke = client(mgr, owner + 1000)
     if wal:
         c.wal_open()  # (its first transaction)
+        poke.wal_open()
         assert c.wal_begin() == (0, 0)
-        assert c.shmf(U, SLOT) == 0
     else:
-        for _ in range(2):
-            assert c.begin() == 0
-            c.end()
+        assert c.begin() == 0
+        c.end()
+        assert c.begin() == 0
+    time.sleep(WINDOW * 1.5)
+    assert (poke.wal_begin() if wal else (poke.begin(), 0)) == (0, 0)  # the window passes on
+    if wal:
+        assert poke.shmf(U, SLOT) == 0
+        assert c.shmf(U, SLOT) == 0
+        assert poke.shmf(U, (0, 1 << 62)) == 0  # closed (without the checkpoint attempt)
+        assert poke.dbf(U, (0, 1 << 62)) == 0
+    else:
+        poke.end()
+        c.end()
     return c
 
 

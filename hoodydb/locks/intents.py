@@ -18,7 +18,7 @@ Key = tuple[FileKey, Owner]  # (database, owner)
 
 class Intent(enum.Enum):
     NEW = "new"  # nothing known: its turn is a window (gate.py)
-    READER = "reader"  # a transaction of it ended without writing (not its connection's first)
+    READER = "reader"  # a long transaction of it read only: its window passed the turn on
     WRITER = "writer"  # it has taken RESERVED or the WAL's WRITE lock
 
 
@@ -40,13 +40,12 @@ class Intents:
     of open connections.
     """
 
-    __slots__ = ("_handles", "_intent", "_keys", "_read_end")
+    __slots__ = ("_handles", "_intent", "_keys")
 
     def __init__(self) -> None:
         self._intent: dict[Key, Intent] = {}
         self._handles: dict[Key, set[int]] = {}
         self._keys: dict[int, set[Key]] = {}  # handle -> keys that locked through it
-        self._read_end: dict[Key, float] = {}  # a turn ended without a write, not yet learned from
 
     def __len__(self) -> int:
         return len(self._handles)
@@ -73,20 +72,6 @@ class Intents:
         if self._intent.get(key) is not Intent.WRITER:
             self._intent[key] = intent
 
-    def ended_reading(self, db: FileKey, owner: Owner, now: float) -> None:
-        """A turn ended without a write. Learned from only if the owner does not start again at
-        once: SQLite lets go of a read slot and takes one again when the WAL header changed
-        under it (walTryBeginRead), and that is no transaction of its own."""
-        if (db, owner) in self._handles:
-            self._read_end[(db, owner)] = now
-
-    def starting(self, db: FileKey, owner: Owner, now: float, retry_seconds: float) -> None:
-        """The owner starts a transaction: if its last turn ended without a write, and not just
-        now, it was a reader's."""
-        ended = self._read_end.pop((db, owner), None)
-        if ended is not None and now - ended > retry_seconds:
-            self.learn(db, owner, Intent.READER)
-
     def forget_handle(self, handle: int) -> None:
         for key in self._keys.pop(handle, ()):
             handles = self._handles.get(key)
@@ -96,7 +81,6 @@ class Intents:
             if not handles:
                 del self._handles[key]
                 self._intent.pop(key, None)
-                self._read_end.pop(key, None)
 
     def writers(self, db: FileKey) -> list[Owner]:
         return [owner for (d, owner), intent in self._intent.items() if d == db and intent is Intent.WRITER]

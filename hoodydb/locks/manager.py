@@ -275,7 +275,6 @@ class LockManager:
             return Outcome.GRANTED
         tentative = False
         if self.policy is Policy.BESIDE:
-            self._intents.starting(db.key, req.owner, self.clock(), self.schema_grace)
             intent = self._intents.of(db.key, req.owner)
             if (
                 intent is Intent.READER
@@ -424,12 +423,9 @@ class LockManager:
             admission.first_on_handle = True
 
     def _end_turn(self, db: _DatabaseState, admission: Admission) -> None:
-        # A tentative turn that read only is held for a moment: it may be SQLite retrying its
-        # read slot (the WAL header changed), which must find its turn, not a reader's place.
-        retry = admission.tentative and not admission.wrote and not admission.first_on_handle
-        if retry:
-            self._intents.ended_reading(db.key, admission.owner, self.clock())
-        if (retry or admission.first_on_handle) and not admission.wrote and self.schema_grace > 0:
+        # A short read in the turn teaches nothing: an owner that polls with quick reads and then
+        # writes (BEGIN IMMEDIATE at busy timeout 0, as task queues do) must keep finding its turn.
+        if admission.first_on_handle and not admission.wrote and self.schema_grace > 0:
             db.gate.hold_for(admission.owner, self.schema_grace)
         else:
             db.gate.leave(admission.owner)
