@@ -386,8 +386,9 @@ def test_read_then_write_after_another_commit_fails_as_natively(
     (SQLITE_BUSY; in WAL, SQLITE_BUSY_SNAPSHOT: its snapshot is stale, no wait can help). A's
     write commits nothing, B's commit is kept, integrity holds.
 
-    Under policy `serial` the story differs (A's transaction holds the turn, so B waits for it
-    instead of writing first, and A's write succeeds): this test documents the `beside` policy.
+    This documents the `beside` policy's one error case, identical to native. Under `serial`
+    the story differs: A's transaction holds the turn, so B waits for it instead of writing
+    first (here B never says "inserted" and the test fails on that, not on a wrong answer).
     """
     native_dir = tmp_path / "native"
     native_dir.mkdir()
