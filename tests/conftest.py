@@ -86,5 +86,5 @@ def mount_factory(tmp_path: Path) -> Iterator[MountFactory]:
 
 @pytest.fixture
 def mounted(mount_factory: MountFactory) -> Mounted:
-    """A mount with the default policy (serial)."""
+    """A mount with the default policy (beside)."""
     return mount_factory()
