@@ -546,8 +546,12 @@ class LockManager:
         in_slots = req.start < READ_SLOTS[1] and req.end > READ_SLOTS[0]
         on_write = req.start < WRITE_BYTE[1] and req.end > WRITE_BYTE[0]
         if req.kind is LockKind.WRITE and on_write:
-            admission.entered = admission.wrote = True
-            self._intents.learn(db.key, req.owner, Intent.WRITER)
+            admission.entered = True
+            # Inside a transaction (a read slot held) WRITE means a write; before one it is the
+            # index being rebuilt (recovery), which any reader may have to do.
+            if f.table.holds(req.owner, *READ_SLOTS):
+                admission.wrote = True
+                self._intents.learn(db.key, req.owner, Intent.WRITER)
         elif req.kind is LockKind.READ and in_slots:
             admission.entered = True
 
