@@ -139,11 +139,14 @@ def _looping_writer(path: str, wid: int, stop: Event, start: Event, out: Connect
     out.close()
 
 
-def _lookup_reader(path: str, lookups: int, cap: float, seed: int, start: Event, out: Connection) -> None:
+def _lookup_reader(
+    path: str, lookups: int, cap: float, seed: int, read_only: bool, start: Event, out: Connection
+) -> None:
     rng = random.Random(seed)
     errors: Counter[str] = Counter()
     latencies: list[float] = []
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    uri = f"file:{path}?mode=ro" if read_only else path
+    conn = sqlite3.connect(uri, timeout=BUSY_TIMEOUT, isolation_level=None, uri=read_only)
     query = "SELECT v FROM t WHERE id = ?"
     conn.execute(query, (1,)).fetchall()  # the schema read, before the timed lookups
     start.wait(60)
@@ -166,7 +169,7 @@ def _lookup_reader(path: str, lookups: int, cap: float, seed: int, start: Event,
 
 
 def run_latency(
-    path: str, journal_mode: str, writers: int, lookups: int, cap: float, seed: int
+    path: str, journal_mode: str, writers: int, lookups: int, cap: float, seed: int, read_only: bool = False
 ) -> LatencyRun:
     prepare(path, journal_mode)
     stop = _CTX.Event()
@@ -174,7 +177,7 @@ def run_latency(
     try:
         for wid in range(writers):
             writer_group.spawn(_looping_writer, path, wid, stop)
-        reader_group.spawn(_lookup_reader, path, lookups, cap, seed)
+        reader_group.spawn(_lookup_reader, path, lookups, cap, seed, read_only)
         t0 = time.perf_counter()
         writer_group.start.set()
         if writers:
@@ -303,7 +306,8 @@ def run_hold(path: str, journal_mode: str, inserts: int, hold: float | None) -> 
 @dataclass
 class Results:
     counts: Counts
-    latency: dict[tuple[str, int, str], LatencyRun] = field(default_factory=dict)  # (mode, writers, target)
+    # (mode, writers, target, reader opened read-only)
+    latency: dict[tuple[str, int, str, bool], LatencyRun] = field(default_factory=dict)
     hold: dict[tuple[str, bool, str], HoldRun] = field(default_factory=dict)  # (mode, with reader, target)
 
 
@@ -320,11 +324,12 @@ def run(
     results = Results(c)
     cases: list[tuple[str, str, int | bool]] = [
         *(("latency", mode, w) for mode in JOURNAL_MODES for w in BESIDE),
+        *(("latency-ro", mode, w) for mode in JOURNAL_MODES for w in BESIDE),
         *(("hold", mode, r) for mode in JOURNAL_MODES for r in (False, True)),
     ]
     for i, (kind, mode, arg) in enumerate(cases, 1):
         label = f"{kind} {mode} " + (
-            f"beside {arg} writers" if kind == "latency" else ("with reader" if arg else "no reader")
+            f"beside {arg} writers" if kind != "hold" else ("with reader" if arg else "no reader")
         )
         if progress is not None:
             progress(f"[{i}/{len(cases)}] {label}")
@@ -333,14 +338,14 @@ def run(
         for r in range(repeat):
             for name, target in targets.items():
                 path = str(target.directory / f"readers-{mode}.db")
-                if kind == "latency":
-                    run_ = run_latency(path, mode, int(arg), c.lookups, c.cap, seed=r)
+                if kind != "hold":
+                    run_ = run_latency(path, mode, int(arg), c.lookups, c.cap, r, kind == "latency-ro")
                     latency_runs.setdefault(name, []).append(run_)
                 else:
                     hold_run = run_hold(path, mode, c.inserts, c.hold if arg else None)
                     hold_runs.setdefault(name, []).append(hold_run)
         for name, lruns in latency_runs.items():
-            results.latency[(mode, int(arg), name)] = _median(lruns, lambda x: x.p50)
+            results.latency[(mode, int(arg), name, kind == "latency-ro")] = _median(lruns, lambda x: x.p50)
         for name, hruns in hold_runs.items():
             results.hold[(mode, bool(arg), name)] = _median(hruns, lambda x: x.tx_per_s)
     return results
@@ -386,22 +391,22 @@ def latency_table(results: Results, names: list[str]) -> str:
     head += ["reader errors " + " / ".join(names)]
     head += [f"{n} writers tx/s, errors" for n in names]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for mode in JOURNAL_MODES:
-        for w in BESIDE:
-            row = {n: results.latency.get((mode, w, n)) for n in names}
-            case = "reader alone" if w == 0 else f"reader beside {w} writers"
-            cells = [case, mode, _ms(row["native"])]
-            for m in mounts:
-                alone = results.latency.get((mode, 0, m))
-                beside = "-" if w == 0 else _ratios(row[m], alone)
-                cells += [_ms(row[m]), beside, _ratios(row[m], row["native"])]
-            errs = []
-            for n in names:
-                r = row[n]
-                errs.append("-" if r is None else _errors(r.reader_errors, r.check))
-            cells.append(" / ".join(errs))
-            cells += [_writers(row[n]) for n in names]
-            lines.append("| " + " | ".join(cells) + " |")
+    for ro, mode, w in ((ro, mode, w) for ro in (False, True) for mode in JOURNAL_MODES for w in BESIDE):
+        row = {n: results.latency.get((mode, w, n, ro)) for n in names}
+        who = "read-only reader" if ro else "reader"
+        case = f"{who} alone" if w == 0 else f"{who} beside {w} writers"
+        cells = [case, mode, _ms(row["native"])]
+        for m in mounts:
+            alone = results.latency.get((mode, 0, m, ro))
+            beside = "-" if w == 0 else _ratios(row[m], alone)
+            cells += [_ms(row[m]), beside, _ratios(row[m], row["native"])]
+        errs = []
+        for n in names:
+            r = row[n]
+            errs.append("-" if r is None else _errors(r.reader_errors, r.check))
+        cells.append(" / ".join(errs))
+        cells += [_writers(row[n]) for n in names]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -453,7 +458,7 @@ def hold_table(results: Results, names: list[str]) -> str:
 def error_notes(results: Results) -> str:
     """Every distinct error message, per target, so that a count in a table has its cause."""
     seen: dict[str, Counter[str]] = {}
-    for (_, _, name), lrun in results.latency.items():
+    for (_, _, name, _), lrun in results.latency.items():
         seen.setdefault(f"{name} reader", Counter()).update(lrun.reader_errors)
         seen.setdefault(f"{name} writers beside it", Counter()).update(lrun.writer_errors)
     for (_, _, name), hrun in results.hold.items():
