@@ -236,11 +236,8 @@ class LockManager:
         if db is not None:
             self._classify(db, f, req)
         if db is not None and self.policy is not Policy.OFF:
-            self._intents.note_handle(db.key, req.owner, req.handle)
-            shm = self._table(db.shm)
-            in_slot = shm is not None and shm.holds(req.owner, *READ_SLOTS)
-            wal_open = db.wal_ready and protocol.wal_active(shm)
-            if protocol.starts_transaction(self.layout, req, f.table, wal_open, in_slot):
+            if protocol.starts_transaction(self.layout, req, f.table, db.wal_ready, self._table(db.shm)):
+                self._intents.note_handle(db.key, req.owner, req.handle)
                 outcome = self._start(db, f, req, deadline, abort)
                 if outcome is not Outcome.GRANTED:
                     log.debug("turn refused %s (%s)", req, outcome.value)
@@ -249,7 +246,10 @@ class LockManager:
                 # discarded by the previous holder's unlock: take the live one.
                 if self._files.get(req.file) is not f:
                     f = self._file(req)
-            elif protocol.is_write_intent(self.layout, req) and (req.role is FileRole.DATABASE or in_slot):
+            elif protocol.is_write_intent(self.layout, req) and (
+                req.role is FileRole.DATABASE or f.table.holds(req.owner, *READ_SLOTS)
+            ):
+                self._intents.note_handle(db.key, req.owner, req.handle)
                 outcome = self._write_intent(db, req)
                 if outcome is not Outcome.GRANTED:
                     log.debug("write refused %s: another writer has the turn", req)

@@ -45,24 +45,29 @@ def is_write_start(req: LockRequest) -> bool:
 
 
 def starts_transaction(
-    layout: LockLayout, req: LockRequest, table: RangeTable, wal_open: bool, owner_in_slot: bool
+    layout: LockLayout, req: LockRequest, table: RangeTable, wal_ready: bool, shm: RangeTable | None
 ) -> bool:
     """The first lock of a transaction, taken while holding nothing of one.
 
-    `table` is the requested file's; `wal_open`: the database is in WAL mode with a working index
-    that someone has mapped; `owner_in_slot`: the owner holds a read slot of the -shm.
+    `table` is the requested file's, `shm` the database's -shm's (None before one is locked);
+    `wal_ready`: a WAL transaction has completed since the index was last built. (Asked on every
+    lock request: each check is made only where it can matter.)
     """
     if is_write_start(req):
-        return (req.start, req.end) != WRITE_BYTE or not owner_in_slot
+        return (req.start, req.end) != WRITE_BYTE or not table.holds(req.owner, *READ_SLOTS)
     if req.kind is not LockKind.READ:
         return False
     if req.role is FileRole.DATABASE:
         # With a working WAL index, a new connection's first read of the database file is not
         # yet its transaction: its snapshot is taken at the read slot. So opening the WAL and
         # -shm happens beside the running transaction instead of inside everyone's turn.
-        return layout.is_pending_byte(req.start, req.end) and not table.holds(req.owner) and not wal_open
+        return (
+            layout.is_pending_byte(req.start, req.end)
+            and not table.holds(req.owner)
+            and not (wal_ready and wal_active(shm))
+        )
     if req.role is FileRole.SHM:
-        return layout.is_read_slot(req.start, req.end) and not owner_in_slot
+        return layout.is_read_slot(req.start, req.end) and not table.holds(req.owner, *READ_SLOTS)
     return False
 
 
