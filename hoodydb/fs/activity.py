@@ -13,16 +13,17 @@ FUSE_WAITS = ("request_wait_answer", "fuse_")
 
 
 def working(tid: int) -> bool | None:
-    """True if runnable or in a FUSE request; False if asleep elsewhere; None if unknown."""
+    """True if runnable, in uninterruptible I/O or in a FUSE request; False if asleep elsewhere
+    (interruptibly: a program waiting for input, a timer, a lock of its own); None if unknown."""
     if tid <= 0:
         return None  # a thread in a PID namespace we cannot see
     try:
         with open(f"/proc/{tid}/stat", "rb") as f:
             stat = f.read()
         state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
-        if state == b"R":
-            return True
-        if state not in (b"S", b"D"):
+        if state in (b"R", b"D"):
+            return True  # runnable, or in the kernel for I/O (a page fault on the mapped -shm)
+        if state != b"S":
             return False  # stopped, traced, dying
         with open(f"/proc/{tid}/wchan", "rb") as f:
             wchan = f.read().decode(errors="replace")
