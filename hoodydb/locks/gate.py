@@ -104,11 +104,6 @@ class AdmissionGate:
             return True
         return False
 
-    def idle(self) -> bool:
-        """Nobody holds the turn and nobody waits for it."""
-        self.expire(self.clock())
-        return self.admitted is None and not self.queue
-
     def _open_window(self, admission: Admission, now: float, tentative: bool) -> None:
         admission.tentative = tentative and not admission.wrote
         admission.window_until = now + self.window_seconds if admission.tentative else None

@@ -433,23 +433,25 @@ class LockManager:
     def _transaction_over(self, db: _DatabaseState, owner: Owner) -> bool:
         """Rule 4: the admitted owner holds no transaction locks any more."""
         shm = self._table(db.shm)
-        if shm is not None:
-            if shm.holds(owner, *READ_SLOTS) or shm.holds(owner, *WRITE_BYTE):
-                return False
-            if protocol.in_wal_mode(shm, owner):
-                # WAL: the connection keeps SHARED on the database between transactions. The
-                # transaction is over once it has held a read slot and let it go again.
-                return db.gate.admitted is None or db.gate.admitted.entered
-        dbf = self._table(db.key)
-        return dbf is None or not dbf.holds(owner)
+        if protocol.in_transaction(self._table(db.key), shm, owner):
+            return False
+        if protocol.in_wal_mode(shm, owner):
+            # WAL: the connection keeps SHARED on the database between transactions. The
+            # transaction is over once it has held a read slot and let it go again.
+            return db.gate.admitted is None or db.gate.admitted.entered
+        return True
+
+    def _end_beside(self, db: _DatabaseState, owner: Owner) -> Beside | None:
+        """Drop the owner's transaction beside the turn if it is over; returns what it was."""
+        beside = db.beside.get(owner)
+        if beside is None or protocol.in_transaction(self._table(db.key), self._table(db.shm), owner):
+            return None
+        del db.beside[owner]
+        return beside
 
     def _after_refusal(self, db: _DatabaseState, owner: Owner) -> None:
         """An owner was refused a lock: make sure no turn or beside entry stays stuck with it."""
-        beside = db.beside.get(owner)
-        if beside is not None and not protocol.in_transaction(
-            self._table(db.key), self._table(db.shm), owner
-        ):
-            del db.beside[owner]
+        self._end_beside(db, owner)
         admission = db.gate.admitted
         if admission is None or admission.owner != owner:
             return
@@ -683,13 +685,9 @@ class LockManager:
                 if protocol.in_wal_mode(self._table(db.shm), owner):
                     db.wal_ready = True  # a WAL transaction completed: the index is built
                 self._end_turn(db, admission)
-            beside = db.beside.get(owner)
-            if beside is not None and not protocol.in_transaction(
-                self._table(db.key), self._table(db.shm), owner
-            ):
-                del db.beside[owner]
-                if beside.learn:
-                    self._intents.learn(db.key, owner, Intent.READER)
+            ended = self._end_beside(db, owner)
+            if ended is not None and ended.learn:
+                self._intents.learn(db.key, owner, Intent.READER)
             if (
                 f.role is FileRole.SHM
                 and released_dms
