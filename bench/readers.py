@@ -37,6 +37,7 @@ from bench.workload import (
     _writer,
     check_database,
     prepare_database,
+    tally,
 )
 
 ROWS = 10_000
@@ -192,16 +193,8 @@ def run_latency(
         stop.set()
         writer_group.kill_all()
         reader_group.kill_all()
-    latencies: list[float] = []
-    reader_errors: Counter[str] = Counter()
-    for _, errs, lat in reader_reports:
-        reader_errors.update(errs)
-        latencies.extend(lat)
-    writer_ok = 0
-    writer_errors: Counter[str] = Counter()
-    for n, errs, _ in writer_reports:
-        writer_ok += n
-        writer_errors.update(errs)
+    _, reader_errors, latencies = tally(reader_reports)
+    writer_ok, writer_errors, _ = tally(writer_reports)
     check = _integrity(path, writer_ok)
     if reader_crashed or writer_crashed:
         check += f"; {reader_crashed} reader and {writer_crashed} writers crashed"
@@ -285,15 +278,8 @@ def run_hold(path: str, journal_mode: str, inserts: int, hold: float | None) -> 
     finally:
         writer_group.kill_all()
         reader_group.kill_all()
-    ok = 0
-    errors: Counter[str] = Counter()
-    latencies: list[float] = []
-    for n, errs, lat in reports:
-        ok += n
-        errors.update(errs)
-        latencies.extend(lat)
-    for _, errs, _ in reader_reports:
-        reader_errors.update(errs)
+    ok, errors, latencies = tally(reports)
+    reader_errors.update(tally(reader_reports)[1])
     check = _integrity(path, ok)
     if crashed or reader_crashed:
         check += f"; {crashed} writers and {reader_crashed} reader crashed"

@@ -244,6 +244,13 @@ def run_workload(
         elapsed = time.perf_counter() - t0
     finally:
         children.kill_all()
+    ok, errors, latencies = tally(reports)
+    rows, integrity = check_database(path)
+    return WorkloadResult(spec, ok, errors, elapsed, latencies, rows, integrity, crashed)
+
+
+def tally(reports: list[_Report]) -> tuple[int, Counter[str], list[float]]:
+    """The children's reports summed: successes, errors by message, every latency."""
     ok = 0
     errors: Counter[str] = Counter()
     latencies: list[float] = []
@@ -251,8 +258,7 @@ def run_workload(
         ok += n
         errors.update(errs)
         latencies.extend(lat)
-    rows, integrity = check_database(path)
-    return WorkloadResult(spec, ok, errors, elapsed, latencies, rows, integrity, crashed)
+    return ok, errors, latencies
 
 
 # --- the conserved-sum workload -------------------------------------------------------------

@@ -20,12 +20,12 @@ from hoodydb.locks.types import FileRole, Policy
 from tests.test_locks_manager import (
     DB,
     DMS,
-    LAYOUT,
     PENDING,
     RESERVED,
     SHARED,
     SLOT,
     SOON,
+    WHOLE,
     WRITE_LOCK,
     Bg,
     Client,
@@ -34,6 +34,7 @@ from tests.test_locks_manager import (
     W,
     admitted_pid,
     db_snapshot,
+    make_manager,
     wait_until,
     waiting,
 )
@@ -46,16 +47,7 @@ _handles = itertools.count(500)
 
 
 def make(**kw: Any) -> LockManager:
-    args: dict[str, Any] = {
-        "layout": LAYOUT,
-        "lock_timeout": 5.0,
-        "poll_interval": 0.02,
-        "policy": Policy.BESIDE,
-        "fresh_window": WINDOW,
-        "schema_grace": 0.0,
-    }
-    args.update(kw)
-    return LockManager(**args)
+    return make_manager(**{"policy": Policy.BESIDE, "fresh_window": WINDOW, "schema_grace": 0.0, **kw})
 
 
 @pytest.fixture
@@ -88,8 +80,8 @@ def reader(mgr: LockManager, owner: int, wal: bool) -> Client:
     if wal:
         assert poke.shmf(U, SLOT) == 0
         assert c.shmf(U, SLOT) == 0
-        assert poke.shmf(U, (0, 1 << 62)) == 0  # closed (without the checkpoint attempt)
-        assert poke.dbf(U, (0, 1 << 62)) == 0
+        assert poke.shmf(U, WHOLE) == 0  # closed (without the checkpoint attempt)
+        assert poke.dbf(U, WHOLE) == 0
     else:
         poke.end()
         c.end()
@@ -349,7 +341,7 @@ def test_state_stays_bounded_by_what_is_open() -> None:
         mgr.name_database(key, f"db-{i}")
         assert c.lock(key, FileRole.DATABASE, R, PENDING) == 0
         assert c.lock(key, FileRole.DATABASE, R, SHARED) == 0
-        assert c.lock(key, FileRole.DATABASE, U, (0, 1 << 62)) == 0
+        assert c.lock(key, FileRole.DATABASE, U, WHOLE) == 0
         mgr.forget_handle(c.handle)
         mgr.release_file(key)
     sizes = mgr.table_sizes()
