@@ -39,8 +39,11 @@ out=$(curl -s "$URL/api/v1/sqlite/kv/settings?db=app.db" -H "$AUTH")
 [ "$out" = '{"theme":"dark"}' ] || fail "kv get: $out"
 
 # The web console and its client ship inside the artifact.
-curl -sf "$URL/" | grep -q '<title>' || fail "the console's page is not served"
-curl -sf "$URL/hoodydb.js" | grep -q 'export function createClient' || fail "the console's client is not served"
+# (Read whole before grep: with pipefail, grep -q quitting early fails curl with a broken pipe.)
+page=$(curl -sf "$URL/") || fail "the console's page is not served"
+grep -q '<title>' <<<"$page" || fail "the console's page is not served"
+client=$(curl -sf "$URL/hoodydb.js") || fail "the console's client is not served"
+grep -q 'export function createClient' <<<"$client" || fail "the console's client is not served"
 
 # The README's CLI examples.
 export HOODYDB_TOKEN="$TOKEN" HOODYDB_URL="$URL"
