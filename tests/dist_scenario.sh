@@ -11,6 +11,11 @@ mounted() {  # is hoodydb's FUSE filesystem on top at $1?
   awk -v p="$(realpath "$1")" '$5 == p { t = $0 } END { exit !(t ~ / - fuse\.hoodydb /) }' /proc/self/mountinfo
 }
 ours_running() { pgrep -f "$hoodydb" > /dev/null; }  # every process of ours names the artifact
+leave_nothing() {  # on any exit, pass or fail: no process of ours and no mount left behind
+  pgrep -f "$hoodydb" | grep -vx "$$" | xargs -r kill -KILL 2> /dev/null || true
+  for m in mnt db; do if [ -d "$m" ] && mounted "$m"; then fusermount3 -u -z "$m" || true; fi; done
+}
+trap leave_nothing EXIT
 
 # --- hoodydb serve: the mount and the API together --------------------------------------------
 TOKEN="tok-$RANDOM$RANDOM"

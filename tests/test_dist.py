@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from hoodydb.fs.process import force_unmount
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = Path(__file__).resolve().parent / "dist_scenario.sh"
 MINIMAL_ENV = ["env", "-i", "PATH=/usr/bin:/bin"]
@@ -52,6 +54,16 @@ def _copy_out(dist: Path, name: str, tmp_path: Path) -> Path:
     return where
 
 
+def _run(command: list[str], where: Path) -> subprocess.CompletedProcess[str]:
+    """Run the scenario in WHERE; even if it is killed at the timeout, nothing of it stays."""
+    try:
+        return subprocess.run(command, cwd=where, capture_output=True, text=True, timeout=240)
+    finally:
+        subprocess.run(["pkill", "-KILL", "-f", str(where)], check=False)
+        for mountpoint in (where / "mnt", where / "db"):
+            force_unmount(mountpoint)
+
+
 def _check(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     lines = result.stdout.splitlines()
@@ -71,7 +83,7 @@ def test_sums_match(dist: Path) -> None:
 
 def test_zipapp_runs_anywhere(dist: Path, tmp_path: Path) -> None:
     where = _copy_out(dist, "hoodydb.pyz", tmp_path)
-    _check(subprocess.run(_scenario("hoodydb.pyz"), cwd=where, capture_output=True, text=True, timeout=240))
+    _check(_run(_scenario("hoodydb.pyz"), where))
 
 
 def _python_hidden() -> list[str]:
@@ -106,11 +118,4 @@ def test_binary_runs_anywhere_without_python(dist: Path, tmp_path: Path) -> None
             f"exec {shlex.join(_scenario('hoodydb'))}",
         ]
     )
-    result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
-        cwd=where,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    _check(result)
+    _check(_run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script], where))
