@@ -1,4 +1,4 @@
-"""`python -m bench [contention|single|readers|all] [--quick]`: benchmark tables in markdown.
+"""`python -m bench [contention|single|readers|burst|all] [--quick]`: benchmark tables in markdown.
 
 With no command it runs the quick suite (every part, small counts).
 """
@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 
-from bench import contention, readers, single
+from bench import burst, contention, readers, single
 from bench.targets import open_targets, passthrough_available
 
 
@@ -92,9 +92,26 @@ def run_readers(quick: bool, root: str | None, repeat: int, mount_args: list[str
     print(readers.error_notes(results))
 
 
+def run_burst(quick: bool, root: str | None, mount_args: list[str] | None, counts: str | None) -> None:
+    mounts = _mount_targets(mount_args)
+    t0 = time.monotonic()
+    sizes = tuple(int(n) for n in counts.split(",")) if counts else burst.clients(quick)
+    with open_targets(("native",), more_mounts=mounts, root=root) as targets:
+        results = burst.run(targets, sizes, lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"\n## Bursts of one-shot writers ({time.monotonic() - t0:.0f} s)\n")
+    print(
+        'N `sqlite3 DB "INSERT ..."` processes started at once; on the mount with no busy timeout, '
+        f"natively with `.timeout {burst.NATIVE_BUSY_MS}`. vs 64: tx/s over the same target's with "
+        f"{min(sizes)} clients.\n"
+    )
+    print(burst.table(results))
+    print()
+    print(burst.error_notes(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["contention", "single", "readers", "all"])
+    parser.add_argument("command", nargs="?", choices=["contention", "single", "readers", "burst", "all"])
     parser.add_argument("--quick", action="store_true", help="small counts: a couple of minutes")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough_fh baseline")
     parser.add_argument(
@@ -107,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         "--mount-args",
         action="append",
         metavar="ARGS",
-        help='readers: arguments for `hoodydb mount`, e.g. "--policy serial"; given several times, '
+        help='readers, burst: arguments for `hoodydb mount`, e.g. "--policy serial"; given several times, '
         'one mount per occurrence in the same run ("" for the defaults)',
     )
+    parser.add_argument("--clients", help="burst: client counts, comma-separated (default: 64 to 4000)")
     parser.add_argument("--root", help="directory for the temporary files (default: the system tmp dir)")
     args = parser.parse_args(argv)
     command, quick = args.command, args.quick
@@ -124,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         run_single(quick, with_pt, args.root)
     if command in ("readers", "all"):
         run_readers(quick, args.root, max(1, args.repeat), args.mount_args)
+    if command in ("burst", "all"):
+        run_burst(quick, args.root, args.mount_args, args.clients)
     return 0
 
 

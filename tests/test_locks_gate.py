@@ -217,6 +217,7 @@ def test_counters_as_dict_lists_every_counter() -> None:
         "passed_on",
         "beside",
         "refused_writes",
+        "refused_full",
         "expired_reservations",
         "wait_seconds",
         "max_queue",
@@ -281,4 +282,4 @@ def test_random_traffic_keeps_one_admitted_and_fifo(operations: list[GateOp]) ->
         assert all(not t.admitted for t in gate.queue)
         # Each ticket's wait-for edge points at the ticket just ahead of it, exactly.
         queue = list(gate.queue)
-        assert [t.ahead for t in queue] == [None, *queue][: len(queue)]
+        assert [gate.head(t) for t in queue] == [True, *[False] * (len(queue) - 1)][: len(queue)]

@@ -459,7 +459,7 @@ class CountingCondition(threading.Condition):
         super().notify(n)
 
 
-def test_a_hand_off_wakes_exactly_one_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hand_off_wakes_the_admitted_waiter_and_the_new_head_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         waiting_module, "threading", types.SimpleNamespace(Lock=threading.Lock, Condition=CountingCondition)
     )
@@ -477,15 +477,17 @@ def test_a_hand_off_wakes_exactly_one_waiter(monkeypatch: pytest.MonkeyPatch) ->
     assert CountingCondition.notified == []
     a.end()
     assert started[0].get() == 0
-    assert len(CountingCondition.notified) == 1
+    # b is admitted; c is first in line now and keeps the gate's time; d sleeps on.
+    woken = CountingCondition.notified
+    assert len(woken) == 2 and woken[0] is not woken[1]
     assert started[1].blocked() and started[2].blocked()
     b.end()
     assert started[1].get() == 0
-    assert len(CountingCondition.notified) == 2
+    assert len(woken) == 4 and woken[2] is woken[1] and woken[3] not in woken[:3]
     assert started[2].blocked()
     c.end()
     assert started[2].get() == 0
-    assert len(set(map(id, CountingCondition.notified))) == 3  # three different waiters, once each
+    assert len(woken) == 5 and woken[4] is woken[3]  # d admitted; nobody left behind it
     d.end()
     mgr.shutdown()
 
@@ -1073,6 +1075,7 @@ def test_snapshot_fields() -> None:
         "writers",
         "holders",
         "counters",
+        "still_seconds",
     }
     assert snap["database"] == "db"
     assert snap["mode"] == "rollback"

@@ -72,10 +72,20 @@ def locks(mountpoint: str | None, as_json: bool) -> None:
         click.echo(_format(report))
 
 
+SHOWN_WAITERS = 10
+
+
 def _format(report: dict) -> str:  # type: ignore[type-arg]
     pinned = report.get("pinned_to_cpu")
     where = "" if pinned is None else f", on CPU {pinned} while clients queue"
     lines = [f"{report['mountpoint']}  (daemon pid {report['pid']}, policy {report['policy']}{where})"]
+    parked = report.get("parked")
+    if parked:
+        refused = f", {parked['refused']} refused at the bound" if parked["refused"] else ""
+        lines.append(
+            f"  parked lock requests: {parked['now']} now, {parked['peak']} at most, bound {parked['bound']} "
+            f"({report.get('threads')} worker threads){refused}"
+        )
     for db in report["databases"]:
         c = db["counters"]
         lines.append(
@@ -91,8 +101,16 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
                 extra += " (waiting for EXCLUSIVE: new readers wait behind it)"
             since = f"{admitted['seconds']:.3f}s{extra}"
             lines.append(f"    running: pid {admitted['pid']} for {since}  {admitted['command']}")
-        for w in db["waiting"]:
+        waiting = db["waiting"]
+        if waiting and db.get("still_seconds") is not None:
+            lines.append(
+                f"    queue: {len(waiting)} waiting; the turn last moved {db['still_seconds']:.3f}s ago "
+                f"(waiters time out after {report.get('lock_timeout')}s without a move)"
+            )
+        for w in waiting[:SHOWN_WAITERS]:
             lines.append(f"    waiting: pid {w['pid']} for {w['seconds']:.3f}s  {w['command']}")
+        if len(waiting) > SHOWN_WAITERS:
+            lines.append(f"    ... and {len(waiting) - SHOWN_WAITERS} more waiting (--json lists them all)")
         beside = db.get("beside")
         if beside:
             lines.append(

@@ -19,9 +19,11 @@ replaces the target): they are passed on to `Passthrough.rename`, which applies 
 from __future__ import annotations
 
 import ctypes
-import errno
+import itertools
 import os
+import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import mfusepy
@@ -77,31 +79,116 @@ def _pin_thread_state() -> None:
     _thread_state.pinned = True
 
 
-def _abort(wait: bool) -> int | None:
-    """Polled by a waiting lock request: EAGAIN once the daemon is shutting down; once the
-    client was interrupted, what its pending signals ask (signals.py); None to go on waiting."""
-    fuse = _libfuse.fuse_get_context().contents.fuse
-    if fuse and _libfuse.fuse_session_exited(_libfuse.fuse_get_session(fuse)):
-        return errno.EAGAIN
-    if not _libfuse.fuse_interrupted():
+# struct fuse_context_i { struct fuse_context ctx; fuse_req_t req; } (lib/fuse.c, unchanged since
+# libfuse 2.x): fuse_get_context() points at ctx, the request follows it.
+_REQ_OFFSET = ctypes.sizeof(mfusepy.fuse_context)
+_INTERRUPT_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+_libfuse.fuse_req_interrupt_func.argtypes = [ctypes.c_void_p, _INTERRUPT_FUNC, ctypes.c_void_p]
+_libfuse.fuse_req_interrupt_func.restype = None
+
+# A harmless signal (Go's SIGURG) was pending when the kernel interrupted the request; it sends
+# no second FUSE_INTERRUPT for a later one, so such a request is looked at this often instead.
+RECHECK_SECONDS = 0.1
+SESSION_CHECK_SECONDS = 0.2
+
+_watched: dict[int, Interruption] = {}  # parked lock requests by key, while they wait
+_fired: queue.SimpleQueue[int] = queue.SimpleQueue()
+_keys = itertools.count(1)
+_fuse: list[int] = []  # libfuse's struct fuse, seen from the first parked request
+
+
+@_INTERRUPT_FUNC
+def _on_interrupt(req: int | None, key: int | None) -> None:
+    # On the libfuse thread that read FUSE_INTERRUPT, holding the request's lock: queue, no more.
+    if key:
+        _fired.put(key)
+
+
+def _request() -> int | None:
+    ctx = _libfuse.fuse_get_context()
+    if not ctx:
         return None
-    return signals.answer(request_pid(), wait)
+    if not _fuse and ctx.contents.fuse:
+        _fuse.append(ctx.contents.fuse)
+    return ctypes.c_void_p.from_address(ctypes.addressof(ctx.contents) + _REQ_OFFSET).value
+
+
+def _session_exited() -> bool:
+    return bool(_fuse) and bool(_libfuse.fuse_session_exited(_libfuse.fuse_get_session(_fuse[0])))
+
+
+def relay_interrupts(shutdown: Callable[[], None]) -> threading.Thread:
+    """Start the one thread that wakes parked lock requests for everyone: a request whose client
+    was interrupted (libfuse calls back; nobody polls), and all of them once the session ends
+    (unmount, SIGTERM: libfuse waits for every request to be answered before it returns)."""
+
+    def run() -> None:
+        while True:
+            try:
+                key = _fired.get(timeout=SESSION_CHECK_SECONDS)
+            except queue.Empty:
+                if _session_exited():
+                    shutdown()
+                    return
+                continue
+            interruption = _watched.get(key)
+            if interruption is not None:
+                interruption.fired = True
+                interruption.wake()
+
+    thread = threading.Thread(target=run, name="hoodydb-interrupts", daemon=True)
+    thread.start()
+    return thread
 
 
 class Interruption:
-    """The abort check of one lock request (F_SETLKW if `wait`, else F_SETLK or F_GETLK), polled
-    by the lock manager while the request waits. It keeps the errno it decided on, which is the
-    answer to an aborted wait (answers.py)."""
+    """The abort check of one lock request (F_SETLKW if `wait`, else F_SETLK or F_GETLK). Parked,
+    it is watched (`watch`): libfuse tells the relay thread when the client is interrupted, and
+    only then is it asked. It keeps the errno it decided on, which is the answer to an aborted
+    wait (answers.py): what the client's pending signals ask (signals.py)."""
 
-    __slots__ = ("errno", "wait")
+    __slots__ = ("_key", "_req", "_wake", "errno", "fired", "recheck", "wait")
 
     def __init__(self, wait: bool) -> None:
         self.wait = wait
         self.errno: int | None = None
+        self.recheck: float | None = None
+        self.fired = False
+        self._key = 0
+        self._req: int | None = None
+        self._wake: Callable[[], None] | None = None
 
     def __call__(self) -> bool:
-        self.errno = _abort(self.wait)
+        if not self.fired:
+            if self._key or not _libfuse.fuse_interrupted():
+                return False  # (watched: the relay sets `fired`; not watched: asked each time)
+            self.fired = True
+        self.errno = signals.answer(request_pid(), self.wait)
+        if self.errno is None:
+            self.recheck = RECHECK_SECONDS
         return self.errno is not None
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        req = _request()
+        if not req:
+            self.recheck = RECHECK_SECONDS  # no request to be told about: ask now and then
+            return
+        self._key, self._req, self._wake = next(_keys), req, wake
+        _watched[self._key] = self
+        # If the request was interrupted already, libfuse calls back at once.
+        _libfuse.fuse_req_interrupt_func(req, _on_interrupt, self._key)
+
+    def unwatch(self) -> None:
+        if self._req:
+            # Waits for a callback under way; none comes after this.
+            _libfuse.fuse_req_interrupt_func(self._req, _INTERRUPT_FUNC(), None)
+            _watched.pop(self._key, None)
+            self._req = self._wake = None
+
+    def wake(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            wake()
 
 
 def _fh(fip: Any) -> int | None:

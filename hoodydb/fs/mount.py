@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hoodydb.control_client import RuntimeDirError, ensure_runtime_dir, socket_path
-from hoodydb.fs import activity
+from hoodydb.fs import activity, binding, capacity
 from hoodydb.fs.affinity import ContentionPin
 from hoodydb.fs.binding import FUSE
 from hoodydb.fs.claim import FSNAME_PREFIX, ClaimError, TreeClaim, probe
@@ -79,15 +79,21 @@ def _cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
+# Workers never parked: the admitted client's reads, writes and unlocks always find one.
+THREAD_RESERVE = 16
+
+
 def run(opts: MountOptions) -> None:
     """Mount and serve until unmounted or signalled (SIGINT/SIGTERM unmount cleanly)."""
     preflight(opts)
     settings = opts.settings
+    capacity.raise_open_files_limit()  # a descriptor per worker thread (clone_fd)
+    threads = settings.worker_threads()
     manager = LockManager(
         policy=settings.policy,
         layout=LockLayout(settings.pending_byte),
         lock_timeout=settings.lock_timeout,
-        max_waiters=max(1, settings.max_threads - 16),
+        max_waiters=max(1, threads - THREAD_RESERVE),
         working=activity.working,
     )
     ops = Passthrough(
@@ -119,6 +125,8 @@ def run(opts: MountOptions) -> None:
             "policy": settings.policy.value,
             "serve_pid": int(os.environ.get(SERVE_PID_ENV) or 0) or None,  # see orphan.py
             "lock_timeout": settings.lock_timeout,
+            "threads": threads,  # libfuse workers at most (--max-threads, or the machine's share)
+            "parked": manager.parked(),
             "settings": settings.report(),  # what the daemon runs with, every option
             "pinned_to_cpu": pin.cpu if pin is not None and pin.pinned else None,
             "databases": databases,
@@ -135,8 +143,9 @@ def run(opts: MountOptions) -> None:
     log.info("mounting %s at %s: %s", backing, mountpoint, settings.report())
     if pin is not None:
         pin.start()
+    binding.relay_interrupts(manager.shutdown)
     try:
-        _serve(ops, opts)
+        _serve(ops, opts, threads)
     finally:
         if pin is not None:
             pin.close()
@@ -145,7 +154,7 @@ def run(opts: MountOptions) -> None:
         claim.release()
 
 
-def _serve(ops: Passthrough, opts: MountOptions) -> None:
+def _serve(ops: Passthrough, opts: MountOptions, threads: int) -> None:
     try:
         FUSE(
             ops,
@@ -158,10 +167,10 @@ def _serve(ops: Passthrough, opts: MountOptions) -> None:
             subtype="hoodydb",  # the type reads fuse.hoodydb (process.FSTYPE)
             # A waiting lock request occupies a worker thread; enough of them that waiters can
             # never starve the admitted client of threads for its reads and writes.
-            max_threads=opts.settings.max_threads,
+            max_threads=threads,
             # Workers never exit: each keeps a pinned Python thread state (binding.py), which
             # an exiting thread would leak.
-            max_idle_threads=opts.settings.max_threads,
+            max_idle_threads=threads,
             clone_fd=True,  # a /dev/fuse descriptor per worker: no shared read queue to wake
         )
     except RuntimeError as exc:

@@ -16,12 +16,12 @@ from typing import Any
 
 import click
 
+from hoodydb.fs import capacity
 from hoodydb.locks.layout import DEFAULT_PENDING_BYTE
 from hoodydb.locks.manager import DEFAULT_LOCK_TIMEOUT_S
 from hoodydb.locks.types import Policy
 
 ENV_PREFIX = "HOODYDB_"
-DEFAULT_MAX_THREADS = 256
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -49,9 +49,12 @@ class MountSettings:
         ),
     )
     max_threads: int = field(
-        default=DEFAULT_MAX_THREADS,
+        default=0,
         metadata=_cli(
-            click.IntRange(min=32), "libfuse worker threads; a request waiting for its turn holds one."
+            click.IntRange(min=0),
+            "libfuse worker threads; a request waiting for its turn holds one, so this bounds the "
+            "clients waiting at once. 0: as many as this machine's task, descriptor and memory "
+            "limits allow (`hoodydb locks --json` shows the number).",
         ),
     )
     kernel_cache: bool = field(
@@ -80,6 +83,10 @@ class MountSettings:
     debug: bool = field(
         default=False, metadata=_cli(None, "libfuse's request trace on stderr, and log level debug.")
     )
+
+    def worker_threads(self) -> int:
+        """`max_threads`, or the machine's share when it is 0."""
+        return max(32, self.max_threads) if self.max_threads else capacity.default_max_threads()
 
     def report(self) -> dict[str, Any]:
         """As JSON values: what the daemon's control socket reports it runs with."""

@@ -28,9 +28,9 @@ class Ticket:
     since: float
     reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
     tentative: bool = False  # its owner is not known to write: its turn is a window
-    wake: Callable[[], None] = lambda: None
+    wake: Callable[[], None] = lambda: None  # it is admitted
+    on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
-    ahead: Ticket | None = None  # the ticket just ahead in the queue: one wait-for edge, kept exact
 
 
 @dataclass(slots=True)
@@ -63,6 +63,7 @@ class GateCounters:
     passed_on: int = 0  # tentative turns that had not written in their window: they went on beside
     beside: int = 0  # transactions of readers that ran beside the turn (policy `beside`)
     refused_writes: int = 0  # writes from beside refused because another writer had the turn
+    refused_full: int = 0  # starts refused at once: as many requests were parked as the daemon allows
     expired_reservations: int = 0
     wait_seconds: float = 0.0
     max_queue: int = 0
@@ -85,6 +86,7 @@ class AdmissionGate:
     admitted: Admission | None = None
     queue: deque[Ticket] = field(default_factory=deque)
     counters: GateCounters = field(default_factory=GateCounters)
+    moved_at: float = 0.0  # when the turn last went to a transaction: queued waits are bound from it
 
     def try_enter(self, owner: Owner, pid: int, tentative: bool = False) -> bool:
         """Admit `owner` if it already holds the turn, or if nobody holds or waits for it.
@@ -96,9 +98,13 @@ class AdmissionGate:
         if current is not None and current.owner == owner:
             current.reserved_until = None
             self._open_window(current, now, tentative)
+            self.moved_at = now
+            if current.window_until is not None:
+                self.wake_head()  # a new timed moment for the head to keep
             return True
         if current is None and not self.queue:
             self.admitted = Admission(owner, pid, now)
+            self.moved_at = now
             self._open_window(self.admitted, now, tentative)
             self.counters.transactions += 1
             return True
@@ -143,7 +149,6 @@ class AdmissionGate:
         return self.admitted is not None and self.admitted.owner == owner
 
     def enqueue(self, ticket: Ticket) -> None:
-        ticket.ahead = self.queue[-1] if self.queue else None
         self.queue.append(ticket)
         self.counters.waits += 1
         self.counters.max_queue = max(self.counters.max_queue, len(self.queue))
@@ -151,8 +156,10 @@ class AdmissionGate:
     def cancel(self, ticket: Ticket) -> list[Ticket]:
         """Withdraw a waiting ticket (timeout, interrupt); returns the tickets woken, if any."""
         if ticket in self.queue:
+            head = self.queue[0] is ticket
             self.queue.remove(ticket)
-            self._relink()
+            if head and self.queue:
+                self.queue[0].on_head()
         self.counters.wait_seconds += self.clock() - ticket.since
         if self.admitted is None:
             return self._hand_off()
@@ -171,8 +178,7 @@ class AdmissionGate:
         if current is not None and current.owner == owner:
             current.entered = current.first_on_handle = False  # once per connection
             current.reserved_until = self.clock() + seconds
-            if self.queue:
-                self.queue[0].wake()  # the head sleeps until the hold runs out, not a poll interval
+            self.wake_head()  # it sleeps until the hold runs out
 
     def expire(self, now: float) -> list[Ticket]:
         """End a reservation that was not used in time (its client went away or gave up)."""
@@ -188,6 +194,7 @@ class AdmissionGate:
             return []
         head = self.queue.popleft()
         now = self.clock()
+        self.moved_at = now
         self.admitted = Admission(
             head.owner,
             head.pid,
@@ -203,11 +210,16 @@ class AdmissionGate:
             self.counters.wait_seconds += now - ticket.since
             ticket.wake()
         self.queue = deque(t for t in self.queue if t.owner != head.owner)
-        self._relink()
+        if self.queue:
+            self.queue[0].on_head()
         return woken
 
-    def _relink(self) -> None:
-        ahead = None
-        for ticket in self.queue:
-            ticket.ahead = ahead
-            ahead = ticket
+    def wake_head(self) -> None:
+        """The admitted owner's timed moments changed: the head looks at them again."""
+        if self.queue:
+            self.queue[0].on_head()
+
+    def head(self, ticket: Ticket) -> bool:
+        """Is `ticket` first in the queue? Only the head wakes for the gate's timed moments (a
+        window or a reservation running out): the other waiters sleep until they are woken."""
+        return bool(self.queue) and self.queue[0] is ticket

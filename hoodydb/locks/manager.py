@@ -50,6 +50,10 @@ DEFAULT_LOCK_TIMEOUT_S = 30.0
 DEFAULT_FRESH_WINDOW_S = 0.05
 
 SHM_INIT_POLL_SECONDS = 0.002
+# The head of a queue sleeps until the turn's next timed moment (a window or a reservation running
+# out), and is woken when one is set; this is only a backstop. The requests behind it sleep until
+# woken.
+HEAD_TICK_SECONDS = 1.0
 RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
 OPEN_NAMES = 65536  # paths of open files that took no lock yet (bounded by open files anyway)
 
@@ -125,6 +129,17 @@ class LockManager:
         other files are not contention for a database)."""
         with self._mu:
             return sum(len(db.gate.queue) for db in self._dbs.values())
+
+    def parked(self) -> dict[str, int]:
+        """Requests parked now, the most at once, the bound, and how many it refused."""
+        with self._mu:
+            room = self._room
+            return {
+                "now": room.parked,
+                "peak": room.peak,
+                "bound": room.max_waiters,
+                "refused": room.refused_full,
+            }
 
     def table_sizes(self) -> dict[str, int]:
         """How much state the manager keeps: bounded by what is open and locked now."""
@@ -311,6 +326,7 @@ class LockManager:
             return Outcome.GRANTED
         self._tick(db, self.clock())
         if gate.try_enter(req.owner, req.pid):
+            self._room.granted(req.owner)
             db.beside.pop(req.owner, None)
             admission = gate.admitted
             if admission is not None:
@@ -358,6 +374,7 @@ class LockManager:
         gate = db.gate
         self._tick(db, self.clock())
         if gate.try_enter(req.owner, req.pid, tentative):
+            self._room.granted(req.owner)
             return Outcome.GRANTED
         waiter = self._room.waiter(req.owner, lambda: set())
         ticket = Ticket(
@@ -369,27 +386,33 @@ class LockManager:
             reserve_on_handoff=f.role is FileRole.SHM and (req.start, req.end) != WRITE_BYTE,
             tentative=tentative,
             wake=waiter.cond.notify,
+            on_head=waiter.cond.notify,
         )
         gate.enqueue(ticket)
 
         def blockers() -> set[Owner]:
-            if ticket.admitted:
-                return set()  # woken, not yet running: waits on nobody
-            # The admitted owner and the ticket just ahead: that one waits on the rest ahead,
-            # so the graph stays as connected with two edges per ticket instead of n.
+            # One edge, to the admitted owner: a ticket's wait on those ahead of it becomes an edge
+            # when one of them is admitted, and the room looks for cycles then (`granted`).
             admitted = gate.admitted
             # No edge to a held turn, or a client of two databases would be taken for a deadlock.
-            ahead = {admitted.owner} if admitted is not None and not admitted.held else set()
-            if ticket.ahead is not None:
-                ahead.add(ticket.ahead.owner)
-            ahead.discard(req.owner)
-            return ahead
+            if ticket.admitted or admitted is None or admitted.held or admitted.owner == req.owner:
+                return set()
+            return {admitted.owner}
+
+        def tick(now: float) -> float | None:
+            if not gate.head(ticket):
+                return None
+            sooner = self._tick(db, now)
+            return HEAD_TICK_SECONDS if sooner is None else min(sooner, HEAD_TICK_SECONDS)
 
         waiter.blockers = blockers
-        outcome = self._room.wait(
-            waiter, lambda: ticket.admitted, deadline, abort, lambda now: self._tick(db, now)
-        )
-        if outcome is not Outcome.GRANTED:
+        # Behind a queue that moves nobody times out: only a turn that stays with one transaction
+        # for the whole lock timeout (a stuck holder) does.
+        progress = None if deadline is None else (lambda: max(deadline, gate.moved_at + self.lock_timeout))
+        outcome = self._room.wait(waiter, lambda: ticket.admitted, progress, abort, tick)
+        if outcome is Outcome.GRANTED:
+            self._room.granted(req.owner)
+        else:
             if not ticket.admitted:
                 gate.cancel(ticket)
             elif gate.is_admitted(req.owner):
@@ -399,8 +422,16 @@ class LockManager:
                 counters.interrupts += 1
             elif outcome is Outcome.DEADLOCK:
                 counters.victims += 1
+            elif outcome is Outcome.FULL:
+                counters.refused_full += 1
             else:
                 counters.timeouts += 1
+            if outcome is Outcome.TIMEOUT and protocol.is_read_slot(req):
+                # WAL: SQLite retries a refused read slot 100 times, silently, then fails with
+                # "locking protocol". Read beside instead: a writer is then refused its WRITE lock
+                # ("database is locked", as natively behind a stuck writer), a reader reads.
+                self._begin_beside(db, req, learn=False)
+                return Outcome.GRANTED
             return outcome
         if ticket.reserve_on_handoff:
             # EAGAIN makes SQLite re-read the WAL header and ask again; the turn waits for it.
@@ -465,6 +496,7 @@ class LockManager:
             # A WAL client refused before its read slot retries at once; one that does not come
             # back (gave up, crashed) must not keep everyone else waiting for the full bound.
             admission.reserved_until = self.clock() + self.reservation_seconds
+            db.gate.wake_head()
 
     # -- POSIX acquisition ---------------------------------------------------------------------
 
@@ -504,7 +536,8 @@ class LockManager:
         f.waiters.add(waiter.cond.notify)
         try:
             tick = None if db is None else (lambda now: self._tick(db, now))
-            outcome = self._room.wait(waiter, done, deadline, abort, tick)
+            until = None if deadline is None else (lambda: deadline)
+            outcome = self._room.wait(waiter, done, until, abort, tick)
         finally:
             f.waiters.discard(waiter.cond.notify)
             if claimed and db is not None and db.exclusive_waiter == req.owner:
@@ -533,6 +566,7 @@ class LockManager:
 
     def _grant(self, f: _FileState, db: _DatabaseState | None, req: LockRequest) -> None:
         f.table.set(req.owner, req.start, req.end, req.kind, req.pid)
+        self._room.granted(req.owner)
         if db is None:
             return
         admission = db.gate.admitted
@@ -766,6 +800,7 @@ class LockManager:
                         writers=sorted(holders[o] for o in self._intents.writers(db.key) if o in holders),
                         holders=sorted(set(holders.values())),
                         counters=counters.as_dict(),
+                        still_seconds=round(now - gate.moved_at, 3) if gate.queue else None,
                     )
                 )
             for name, (mode, counters) in self._retired.items():

@@ -88,6 +88,11 @@ def is_mark_write(req: LockRequest) -> bool:
     return req.role is FileRole.SHM and req.kind is LockKind.WRITE and _on(req, READ_SLOTS)
 
 
+def is_read_slot(req: LockRequest) -> bool:
+    """RDLCK on a read slot: a WAL transaction takes its snapshot."""
+    return req.role is FileRole.SHM and req.kind is LockKind.READ and _on(req, READ_SLOTS)
+
+
 def is_recover_probe(req: LockRequest) -> bool:
     """RDLCK on RECOVER: a reader whose header check failed asks whether someone is rebuilding
     the index. Refused, SQLite answers SQLITE_BUSY_RECOVERY ("database is locked") without

@@ -45,6 +45,9 @@ class DatabaseReport:
     writers: list[int]  # pids of the owners known to write, who take turns
     holders: list[int]  # pids holding any lock on the database or its -shm
     counters: dict[str, float | int] = field(default_factory=dict)
+    # While requests wait: seconds since the turn last moved (to a new transaction). Waiters time
+    # out when it reaches the lock timeout: the holder is stuck, not the queue long.
+    still_seconds: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

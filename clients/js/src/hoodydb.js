@@ -246,8 +246,10 @@ export function createClient(options = {}) {
  * @typedef {{ transactions: number, waits: number, timeouts: number, interrupts: number } & Record<string, number>} LockCounters
  * @typedef {{ database: string, mode: string, admitted: LockHolder | null, waiting: LockWaiter[],
  *             readers: number[], beside: LockBeside | null, writers: number[], holders: number[],
- *             counters: LockCounters }} DatabaseLocks
+ *             counters: LockCounters, still_seconds: number | null }} DatabaseLocks
+ * @typedef {{ now: number, peak: number, bound: number, refused: number }} LockParked
  * @typedef {{ mounted: boolean, databases: DatabaseLocks[], mountpoint?: string, pid?: number,
- *             policy?: string, lock_timeout?: number, pinned_to_cpu?: number | null }} LockReport
+ *             policy?: string, lock_timeout?: number, pinned_to_cpu?: number | null,
+ *             threads?: number, parked?: LockParked }} LockReport
  * @typedef {ReturnType<typeof createClient>} HoodyClient
  */
