@@ -93,6 +93,14 @@ def locks_report(m: Mounted) -> dict:  # type: ignore[type-arg]
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def locks_text(m: Mounted) -> str:
+    """`hoodydb locks MOUNTPOINT` as a person reads it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hoodydb", "locks", str(m.mnt)], check=True, capture_output=True, text=True
+    )
+    return out.stdout
+
+
 def wait_until(predicate: object, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]

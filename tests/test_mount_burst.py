@@ -18,7 +18,7 @@ import pytest
 from bench.burst import burst, prepare
 from bench.workload import check_database
 from tests.conftest import Mounted, MountFactory
-from tests.test_faults import locks_report, wait_until
+from tests.test_faults import locks_report, locks_text, wait_until
 
 CLIENTS = 2000
 
@@ -73,12 +73,7 @@ def test_a_stuck_holder_makes_waiters_fail_after_the_lock_timeout(
         (entry,) = [d for d in report["databases"] if d["database"] == "/stuck.db"]
         assert entry["admitted"]["pid"] == holder.pid and "BEGIN EXCLUSIVE" in entry["admitted"]["command"]
         assert entry["still_seconds"] >= 0.9 and len(entry["waiting"]) == 5
-        text = subprocess.run(
-            [sys.executable, "-m", "hoodydb", "locks", str(mounted.mnt)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        text = locks_text(mounted)
         assert f"running: pid {holder.pid}" in text and "the turn last moved" in text
         for w in writers:
             _, err = w.communicate(timeout=30)

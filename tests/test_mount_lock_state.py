@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.conftest import Mounted
-from tests.test_faults import locks_report, wait_until
+from tests.test_faults import locks_report, locks_text, wait_until
 
 HOLDING_READER = """
 import sqlite3, sys
@@ -43,12 +43,7 @@ def test_locks_shows_the_readers_beside_and_the_writers(mounted: Mounted) -> Non
         assert "HOLDING_READER" not in entry["beside"]["oldest_command"]
         assert entry["beside"]["oldest_command"].startswith(sys.executable)
         assert entry["writers"] == [os.getpid()]
-        text = subprocess.run(
-            [sys.executable, "-m", "hoodydb", "locks", str(mounted.mnt)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        text = locks_text(mounted)
         assert f"reading beside: 1, the oldest pid {reader.pid}" in text
         assert f"writers (take turns): pids {os.getpid()}" in text
         reader.stdin.write("\n")

@@ -158,8 +158,8 @@ class AdmissionGate:
         if ticket in self.queue:
             head = self.queue[0] is ticket
             self.queue.remove(ticket)
-            if head and self.queue:
-                self.queue[0].on_head()
+            if head:
+                self.wake_head()  # the new head keeps the gate's time
         self.counters.wait_seconds += self.clock() - ticket.since
         if self.admitted is None:
             return self._hand_off()
@@ -210,12 +210,11 @@ class AdmissionGate:
             self.counters.wait_seconds += now - ticket.since
             ticket.wake()
         self.queue = deque(t for t in self.queue if t.owner != head.owner)
-        if self.queue:
-            self.queue[0].on_head()
+        self.wake_head()  # the new head keeps the gate's time
         return woken
 
     def wake_head(self) -> None:
-        """The admitted owner's timed moments changed: the head looks at them again."""
+        """The head looks at the admitted owner's timed moments again (they changed, or it is new)."""
         if self.queue:
             self.queue[0].on_head()
 
