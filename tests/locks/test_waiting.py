@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from hoodydb.locks.types import FileRole, LockKind, LockRequest, Outcome
-from tests.test_locks_manager import (
+from tests.locks.harness import (
     DB,
     PENDING,
     SLOT,

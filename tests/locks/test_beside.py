@@ -1,7 +1,7 @@
 """Policy `beside` (the default) driven from real threads, without FUSE: writers take turns at their
 snapshot, readers run beside them, and an owner not yet known to write gets a window.
 
-Clients come from test_locks_manager.py; each has a handle (its connection's open file), since
+Clients come from the harness (harness.py); each has a handle (its connection's open file), since
 what an owner has shown it does is kept per handle.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from hoodydb.locks.manager import LockManager
 from hoodydb.locks.types import FileRole, Policy
-from tests.test_locks_manager import (
+from tests.locks.harness import (
     DB,
     DMS,
     PENDING,
