@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from hoodydb.cli import main
 from hoodydb.locks.manager import LockManager
-from hoodydb.locks.types import Conflict, LockRequest
+from hoodydb.locks.types import Conflict, LockRequest, Outcome
 
 
-def _grant(self: LockManager, req: LockRequest, abort: object = None) -> int:
-    return 0
+def _grant(self: LockManager, req: LockRequest, abort: object = None) -> Outcome:
+    return Outcome.GRANTED
 
 
 def _no_conflict(self: LockManager, req: LockRequest, abort: object = None) -> Conflict | None:

@@ -27,7 +27,7 @@ from serve_process import ServeProcess
 from hoodydb.api.health import HealthCheck, check
 from hoodydb.cli.limit_options import statement_timeout_for
 from hoodydb.fs.process import force_unmount
-from hoodydb.locks.manager import DEFAULT_LOCK_TIMEOUT_S
+from hoodydb.locks.settings import DEFAULT_LOCK_TIMEOUT
 from hoodydb.sql.connection import DEFAULT_STATEMENT_TIMEOUT_S
 
 STATEMENT_TIMEOUT = 2.0
@@ -466,13 +466,13 @@ def test_a_hung_health_check_is_not_started_again(tmp_path: Path) -> None:
 
 
 def test_the_default_statement_timeout_stays_below_the_lock_timeout() -> None:
-    assert statement_timeout_for(None, DEFAULT_LOCK_TIMEOUT_S, mounted=True) < DEFAULT_LOCK_TIMEOUT_S
+    assert statement_timeout_for(None, DEFAULT_LOCK_TIMEOUT, mounted=True) < DEFAULT_LOCK_TIMEOUT
     assert statement_timeout_for(None, 3.0, mounted=True) == 2.0
     assert statement_timeout_for(None, 3.0, mounted=False) == DEFAULT_STATEMENT_TIMEOUT_S
     assert statement_timeout_for(1.0, 3.0, mounted=True) == 1.0
     assert statement_timeout_for(40.0, 3.0, mounted=False) == 40.0
     with pytest.raises(click.UsageError):
-        statement_timeout_for(40.0, DEFAULT_LOCK_TIMEOUT_S, mounted=True)
+        statement_timeout_for(40.0, DEFAULT_LOCK_TIMEOUT, mounted=True)
 
 
 @pytest.mark.fuse

@@ -30,7 +30,7 @@ def option(*decls: str, envvar: str | None = None, **kwargs: Any) -> Callable[[F
 
 
 def list_option(
-    decl: str, name: str, *, type: click.ParamType = click.STRING, **kwargs: Any
+    decl: str, name: str, *, type: click.ParamType[Any] = click.STRING, **kwargs: Any
 ) -> Callable[[F], F]:
     """A repeatable option; its environment variable, in the plural, holds a comma-separated list."""
     split = _CommaSeparated(type)
@@ -39,10 +39,10 @@ def list_option(
     )
 
 
-class _CommaSeparated(click.ParamType):
+class _CommaSeparated(click.ParamType):  # type: ignore[type-arg]  # (older click: not generic)
     """`type`, but an environment variable's list is split at commas, not blanks (or colons)."""
 
-    def __init__(self, inner: click.ParamType) -> None:
+    def __init__(self, inner: click.ParamType[Any]) -> None:
         self.inner = inner
         self.name = inner.name
 

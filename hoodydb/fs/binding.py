@@ -58,7 +58,8 @@ def rename2(old_path: str, new_path: str, flags: int) -> None:
 
 def request_context() -> tuple[int, int, int]:
     """(uid, gid, pid) of the process behind the current request."""
-    return mfusepy.fuse_get_context()
+    uid, gid, pid = mfusepy.fuse_get_context()
+    return int(uid), int(gid), int(pid)
 
 
 def request_pid() -> int:

@@ -21,6 +21,7 @@ from hoodydb.fs.process import is_mounted
 from hoodydb.fs.settings import MountSettings
 from hoodydb.locks.layout import LockLayout
 from hoodydb.locks.manager import LockManager
+from hoodydb.locks.settings import LockSettings
 
 log = logging.getLogger("hoodydb.mount")
 
@@ -90,10 +91,12 @@ def run(opts: MountOptions) -> None:
     capacity.raise_open_files_limit()  # a descriptor per worker thread (clone_fd)
     threads = settings.worker_threads()
     manager = LockManager(
-        policy=settings.policy,
-        layout=LockLayout(settings.pending_byte),
-        lock_timeout=settings.lock_timeout,
-        max_waiters=max(1, threads - THREAD_RESERVE),
+        LockSettings(
+            policy=settings.policy,
+            layout=LockLayout(settings.pending_byte),
+            lock_timeout=settings.lock_timeout,
+            max_waiters=max(1, threads - THREAD_RESERVE),
+        ),
         working=activity.working,
     )
     ops = Passthrough(

@@ -102,8 +102,10 @@ def _stop_signals_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held: list[int] = []
-    previous = {signum: signal.signal(signum, lambda s, _: held.append(s)) for signum in _STOP_SIGNALS}
+    held: list[signal.Signals] = []
+    previous = {
+        signum: signal.signal(signum, lambda s, _: held.append(signal.Signals(s))) for signum in _STOP_SIGNALS
+    }
     try:
         yield
     finally:

@@ -18,14 +18,14 @@ import click
 
 from hoodydb.fs import capacity
 from hoodydb.locks.layout import DEFAULT_PENDING_BYTE
-from hoodydb.locks.manager import DEFAULT_LOCK_TIMEOUT_S
+from hoodydb.locks.settings import DEFAULT_LOCK_TIMEOUT
 from hoodydb.locks.types import Policy
 
 ENV_PREFIX = "HOODYDB_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _cli(type: click.ParamType | None, help: str, *, hidden: bool = False) -> dict[str, Any]:
+def _cli(type: click.ParamType[Any] | None, help: str, *, hidden: bool = False) -> dict[str, Any]:
     """The option's click type (None: a --NAME/--no-NAME switch) and help."""
     return {"type": type, "help": help, "hidden": hidden}
 
@@ -42,7 +42,7 @@ class MountSettings:
         ),
     )
     lock_timeout: float = field(
-        default=DEFAULT_LOCK_TIMEOUT_S,
+        default=DEFAULT_LOCK_TIMEOUT,
         metadata=_cli(
             click.FloatRange(min=0.1),
             "Longest a transaction waits for its turn before the client sees 'database is locked'.",

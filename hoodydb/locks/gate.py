@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hoodydb.locks.settings import LockSettings
 from hoodydb.locks.types import Owner
 
 
@@ -81,8 +82,7 @@ class GateCounters:
 @dataclass(slots=True)
 class AdmissionGate:
     clock: Callable[[], float]
-    reservation_seconds: float = 2.0
-    window_seconds: float = 0.02
+    settings: LockSettings = field(default_factory=LockSettings)
     admitted: Admission | None = None
     queue: deque[Ticket] = field(default_factory=deque)
     counters: GateCounters = field(default_factory=GateCounters)
@@ -112,7 +112,7 @@ class AdmissionGate:
 
     def _open_window(self, admission: Admission, now: float, tentative: bool) -> None:
         admission.tentative = tentative and not admission.wrote
-        admission.window_until = now + self.window_seconds if admission.tentative else None
+        admission.window_until = now + self.settings.fresh_window if admission.tentative else None
 
     def known_writer(self) -> None:
         """The admitted owner asked to write: its turn is no window any more."""
@@ -199,7 +199,7 @@ class AdmissionGate:
             head.owner,
             head.pid,
             now,
-            reserved_until=now + self.reservation_seconds if head.reserve_on_handoff else None,
+            reserved_until=now + self.settings.reservation if head.reserve_on_handoff else None,
         )
         if not head.reserve_on_handoff:  # (a reserved turn opens its window when it is used)
             self._open_window(self.admitted, now, head.tentative)

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from hoodydb.locks import protocol
 from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Ticket
 from hoodydb.locks.intents import Beside, Intent, Intents
-from hoodydb.locks.layout import LockLayout
 from hoodydb.locks.protocol import DMS_BYTE, READ_SLOTS, WRITE_BYTE
 from hoodydb.locks.ranges import RangeTable
 from hoodydb.locks.report import BesideReport, DatabaseReport, TurnReport, WaiterReport
+from hoodydb.locks.settings import LockSettings
 from hoodydb.locks.types import (
     Conflict,
     FileKey,
@@ -44,16 +44,6 @@ from hoodydb.locks.waiting import AbortCheck, WaitRoom, never
 log = logging.getLogger(__name__)
 trace = logging.getLogger(__name__ + ".trace")  # every decision, for debugging the protocol
 
-# The longest a request waits for its turn before it is answered EAGAIN (`--lock-timeout`).
-DEFAULT_LOCK_TIMEOUT_S = 30.0
-# How long an owner not yet known to write keeps the turn before it goes on beside as a reader.
-DEFAULT_FRESH_WINDOW_S = 0.05
-
-SHM_INIT_POLL_SECONDS = 0.002
-# The head of a queue sleeps until the turn's next timed moment (a window or a reservation running
-# out), and is woken when one is set; this is only a backstop. The requests behind it sleep until
-# woken.
-HEAD_TICK_SECONDS = 1.0
 RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
 OPEN_NAMES = 65536  # paths of open files that took no lock yet (bounded by open files anyway)
 
@@ -85,38 +75,29 @@ class _DatabaseState:
 class LockManager:
     def __init__(
         self,
+        settings: LockSettings | None = None,
         *,
-        policy: Policy = Policy.BESIDE,
-        layout: LockLayout | None = None,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
-        reservation_seconds: float = 2.0,
-        exclusive_priority_seconds: float = 1.0,
-        schema_grace: float = 0.005,
-        fresh_window: float = DEFAULT_FRESH_WINDOW_S,
-        poll_interval: float = 0.1,
-        max_waiters: int = 200,
         clock: Callable[[], float] = time.monotonic,
         working: Callable[[int], bool | None] | None = None,
     ) -> None:
         """`working(pid)`: is that client thread still busy (runnable, or waiting for us)? A window
         does not pass the turn on while it is (the adapter asks the kernel: fs/activity.py)."""
-        self.policy = policy
-        self.layout = layout or LockLayout()
-        self.lock_timeout = lock_timeout
-        self.reservation_seconds = reservation_seconds
-        self.exclusive_priority_seconds = exclusive_priority_seconds
-        self.schema_grace = schema_grace
-        self.fresh_window = fresh_window
+        self.settings = settings = settings or LockSettings()
+        self.layout = settings.layout
         self.clock = clock
         self.working = working
         self._mu = threading.Lock()
-        self._room = WaitRoom(self._mu, clock, poll_interval, max_waiters)
+        self._room = WaitRoom(self._mu, clock, settings)
         self._files: dict[FileKey, _FileState] = {}
         self._dbs: dict[FileKey, _DatabaseState] = {}
         self._names: dict[FileKey, str] = {}  # open files that may be databases, until they lock
         self._intents = Intents()
         self._started_handles: set[int] = set()  # open files that have started a transaction
         self._retired: dict[str, tuple[str, GateCounters]] = {}  # name -> (mode, counters)
+
+    @property
+    def policy(self) -> Policy:
+        return self.settings.policy
 
     @property
     def waits(self) -> int:
@@ -247,7 +228,7 @@ class LockManager:
         if f is None or f.db != req.db:
             f = self._file(req)
         db = self._database(req.db) if req.db is not None else None
-        deadline = None if req.wait else self.clock() + self.lock_timeout
+        deadline = None if req.wait else self.clock() + self.settings.lock_timeout
         if db is not None:
             self._classify(db, f, req)
         if db is not None and self.policy is not Policy.OFF:
@@ -344,7 +325,7 @@ class LockManager:
             assert admission is not None
             if self.working is not None and self.working(admission.pid):
                 # Starting a write, most likely, on a machine too busy to run it: look again soon.
-                gate.extend_window(now + self.fresh_window / 2)
+                gate.extend_window(now + self.settings.fresh_window / 2)
             # Never while it rebuilds the index or writes: others would run on a half-done state.
             elif not protocol.changes_the_index(self._table(db.shm), self._table(db.key), admission.owner):
                 gate.pass_on()
@@ -403,12 +384,14 @@ class LockManager:
             if not gate.head(ticket):
                 return None
             sooner = self._tick(db, now)
-            return HEAD_TICK_SECONDS if sooner is None else min(sooner, HEAD_TICK_SECONDS)
+            return self.settings.head_tick if sooner is None else min(sooner, self.settings.head_tick)
 
         waiter.blockers = blockers
         # Behind a queue that moves nobody times out: only a turn that stays with one transaction
         # for the whole lock timeout (a stuck holder) does.
-        progress = None if deadline is None else (lambda: max(deadline, gate.moved_at + self.lock_timeout))
+        progress = (
+            None if deadline is None else (lambda: max(deadline, gate.moved_at + self.settings.lock_timeout))
+        )
         outcome = self._room.wait(waiter, lambda: ticket.admitted, progress, abort, tick)
         if outcome is Outcome.GRANTED:
             self._room.granted(req.owner)
@@ -456,8 +439,8 @@ class LockManager:
     def _end_turn(self, db: _DatabaseState, admission: Admission) -> None:
         # A short read in the turn teaches nothing: an owner that polls with quick reads and then
         # writes (BEGIN IMMEDIATE at busy timeout 0, as task queues do) must keep finding its turn.
-        if admission.first_on_handle and not admission.wrote and self.schema_grace > 0:
-            db.gate.hold_for(admission.owner, self.schema_grace)
+        if admission.first_on_handle and not admission.wrote and self.settings.schema_grace > 0:
+            db.gate.hold_for(admission.owner, self.settings.schema_grace)
         else:
             db.gate.leave(admission.owner)
 
@@ -495,7 +478,7 @@ class LockManager:
         ):
             # A WAL client refused before its read slot retries at once; one that does not come
             # back (gave up, crashed) must not keep everyone else waiting for the full bound.
-            admission.reserved_until = self.clock() + self.reservation_seconds
+            admission.reserved_until = self.clock() + self.settings.reservation
             db.gate.wake_head()
 
     # -- POSIX acquisition ---------------------------------------------------------------------
@@ -611,7 +594,7 @@ class LockManager:
             return False
         now = self.clock()
         if admission.priority_until is None:
-            admission.priority_until = now + self.exclusive_priority_seconds
+            admission.priority_until = now + self.settings.exclusive_priority
         if now >= admission.priority_until:
             return False
         db.exclusive_waiter = req.owner
@@ -652,14 +635,14 @@ class LockManager:
         one answered a moment later sees the shared lock and joins. The holder waits on nobody
         meanwhile, so waiting on it cannot close a cycle.
         """
-        deadline = self.clock() + self.lock_timeout
+        deadline = self.clock() + self.settings.lock_timeout
         cond = threading.Condition(self._mu)
         f.waiters.add(cond.notify)
         try:
             while f.table.conflicts(owner, *DMS_BYTE, LockKind.READ):
                 if self._room.closing or abort() or self.clock() >= deadline:
                     return
-                cond.wait(SHM_INIT_POLL_SECONDS)  # a downgrade does not notify
+                cond.wait(self.settings.shm_init_poll)  # a downgrade does not notify
         finally:
             f.waiters.discard(cond.notify)
 
@@ -680,11 +663,7 @@ class LockManager:
     def _database(self, key: FileKey) -> _DatabaseState:
         db = self._dbs.get(key)
         if db is None:
-            gate = AdmissionGate(
-                clock=self.clock,
-                reservation_seconds=self.reservation_seconds,
-                window_seconds=self.fresh_window,
-            )
+            gate = AdmissionGate(self.clock, self.settings)
             db = self._dbs[key] = _DatabaseState(key, gate, name=self._names.pop(key, ""))
         return db
 

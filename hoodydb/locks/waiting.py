@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from hoodydb.locks.settings import LockSettings
 from hoodydb.locks.types import Outcome, Owner
 
-log = logging.getLogger("hoodydb.locks.manager")
+log = logging.getLogger(__name__)
 
 AbortCheck = Callable[[], bool]
 """Asked at every wake-up of a waiting request: True to stop now. The adapter remembers why."""
@@ -84,13 +85,11 @@ class WaitRoom:
     """All parked requests of one lock manager. Every method runs under the manager's mutex,
     except `poke`, which takes it."""
 
-    def __init__(
-        self, mutex: threading.Lock, clock: Callable[[], float], poll_interval: float, max_waiters: int
-    ) -> None:
+    def __init__(self, mutex: threading.Lock, clock: Callable[[], float], settings: LockSettings) -> None:
         self.mutex = mutex
         self.clock = clock
-        self.poll_interval = poll_interval  # for abort checks that cannot be watched
-        self.max_waiters = max_waiters
+        self.poll_interval = settings.poll_interval  # for abort checks that cannot be watched
+        self.max_waiters = settings.max_waiters
         self.parked = 0
         self.peak = 0  # most requests parked at once
         self.waits = 0  # requests that have had to wait, ever: a sign of contention to watch

@@ -31,7 +31,7 @@ from hoodydb.sql.limits import ResultBudget, SqlLimits
 from hoodydb.sql.pragmas import pragma_allowed
 
 DEFAULT_BUSY_TIMEOUT_S = 30.0
-# Below the mount's default lock timeout (`DEFAULT_LOCK_TIMEOUT_S`): a native writer queued behind
+# Below the mount's default lock timeout (`DEFAULT_LOCK_TIMEOUT`): a native writer queued behind
 # an HTTP reader gets its turn before its own wait runs out. A lower `--lock-timeout` lowers it.
 DEFAULT_STATEMENT_TIMEOUT_S = 20.0
 # How many SQLite VM steps run between deadline checks; a check costs one clock read.

@@ -23,6 +23,7 @@ from hoodydb.locks.layout import (
     LockLayout,
 )
 from hoodydb.locks.manager import LockManager
+from hoodydb.locks.settings import LockSettings
 from hoodydb.locks.types import (
     EOF_OFFSET,
     Conflict,
@@ -54,15 +55,18 @@ SOON = 2.0  # how long a thread may take to do something that should be immediat
 
 
 def make_manager(**kw: Any) -> LockManager:
-    # The strict policy: tests of `beside`, the default, are in test_beside.py.
-    args: dict[str, Any] = {
+    """A manager with small timeouts; `kw` sets LockSettings fields, and `clock` or `working`.
+
+    The strict policy by default: tests of `beside`, the default, are in test_beside.py."""
+    hooks = {name: kw.pop(name) for name in ("clock", "working") if name in kw}
+    fields: dict[str, Any] = {
         "layout": LAYOUT,
         "lock_timeout": 5.0,
         "poll_interval": 0.02,
         "policy": Policy.SERIAL,
     }
-    args.update(kw)
-    return LockManager(**args)
+    fields.update(kw)
+    return LockManager(LockSettings(**fields), **hooks)
 
 
 class ErrnoAbort:

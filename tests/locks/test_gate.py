@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hoodydb.locks.gate import AdmissionGate, GateCounters, Ticket
+from hoodydb.locks.settings import LockSettings
 
 
 class FakeClock:
@@ -33,7 +34,7 @@ class Woken:
 
 def make_gate(reservation: float = 2.0) -> tuple[AdmissionGate, FakeClock]:
     clock = FakeClock()
-    return AdmissionGate(clock=clock, reservation_seconds=reservation), clock
+    return AdmissionGate(clock, LockSettings(reservation=reservation)), clock
 
 
 def test_first_comer_is_admitted_at_once_and_others_are_not() -> None:

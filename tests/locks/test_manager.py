@@ -495,7 +495,7 @@ def _reserved_turn_for_b(mgr: LockManager) -> tuple[Client, Client, Client]:
 
 
 def test_wal_reservation_expires_when_the_retry_never_comes() -> None:
-    mgr = make_manager(reservation_seconds=0.2)
+    mgr = make_manager(reservation=0.2)
     mgr.name_database(DB, "db")
     _, b, c = _reserved_turn_for_b(mgr)
     # b never comes back; c waits behind the reservation until it expires.
@@ -626,7 +626,7 @@ def test_a_held_turn_is_no_edge_of_a_deadlock() -> None:
 
 
 def test_a_client_killed_in_its_wal_retry_passes_the_turn_on_at_once() -> None:
-    mgr = make_manager(reservation_seconds=5.0)
+    mgr = make_manager(reservation=5.0)
     mgr.name_database(DB, "db")
     _, b, c = _reserved_turn_for_b(mgr)
     assert b.shmf(U, WHOLE) == 0  # b is killed in its retry: its FLUSHes unlock everything
@@ -907,7 +907,7 @@ def _pending_request(owner: int, kind: LockKind, start: int, end: int, wait: boo
 def test_a_lock_granted_after_waiting_at_the_gate_is_visible_to_others() -> None:
     """Regression: the grant used to land in a file state the previous holder's unlock discarded."""
     layout = LockLayout(pending=0x10000)
-    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01, policy=Policy.SERIAL)
+    mgr = make_manager(layout=layout, poll_interval=0.01)
     mgr.name_database((1, 100), "db")
     pending = (layout.pending, layout.pending + 1)
     assert setlk(mgr, _pending_request(1, LockKind.READ, *pending)) == 0
@@ -928,7 +928,7 @@ def test_a_lock_granted_after_waiting_at_the_gate_is_visible_to_others() -> None
 
 def test_setlkw_interrupted_while_queued_at_the_gate_answers_eintr() -> None:
     layout = LockLayout(pending=0x10000)
-    mgr = LockManager(layout=layout, lock_timeout=5, poll_interval=0.01, policy=Policy.SERIAL)
+    mgr = make_manager(layout=layout, poll_interval=0.01)
     mgr.name_database((1, 100), "db")
     pending = (layout.pending, layout.pending + 1)
     assert setlk(mgr, _pending_request(1, LockKind.READ, *pending)) == 0
@@ -978,7 +978,7 @@ def test_exclusive_from_shared_is_not_starved_by_a_stream_of_readers() -> None:
 def test_readers_wait_behind_an_exclusive_only_for_a_bounded_time() -> None:
     """An EXCLUSIVE that cannot come soon (a reader that stays) holds newcomers back only for
     `exclusive_priority_seconds`, once per turn, and never past the owner giving up."""
-    mgr = make_manager(lock_timeout=5.0, exclusive_priority_seconds=0.3)
+    mgr = make_manager(lock_timeout=5.0, exclusive_priority=0.3)
     a = Client(mgr, 1)
     r1, r2, r3 = (Client(mgr, owner, readonly=True) for owner in (7, 8, 9))
     assert a.begin() == 0
@@ -998,7 +998,7 @@ def test_readers_wait_behind_an_exclusive_only_for_a_bounded_time() -> None:
 
 
 def test_readers_go_on_at_once_when_the_exclusive_waiter_gives_up() -> None:
-    mgr = make_manager(lock_timeout=0.4, exclusive_priority_seconds=3.0)
+    mgr = make_manager(lock_timeout=0.4, exclusive_priority=3.0)
     a = Client(mgr, 1)
     r1, r2 = Client(mgr, 8, readonly=True), Client(mgr, 9, readonly=True)
     assert a.begin() == 0
@@ -1085,7 +1085,7 @@ def test_a_newcomer_is_never_refused_for_want_of_room_to_wait_behind_an_exclusiv
 def test_the_priority_ends_with_its_owners_turn() -> None:
     """If the waiting owner loses its turn (its locks dropped by a close of another descriptor),
     the next owner's transaction start must not wait behind it."""
-    mgr = make_manager(lock_timeout=5.0, exclusive_priority_seconds=3.0)
+    mgr = make_manager(lock_timeout=5.0, exclusive_priority=3.0)
     a, w = Client(mgr, 1), Client(mgr, 2)
     r = Client(mgr, 8, readonly=True)
     assert a.begin() == 0

@@ -1,0 +1,70 @@
+"""Every setting of the lock core, each defined once with a named default.
+
+One frozen `LockSettings` is given to the manager, which hands it to every part (the gates, the
+wait room), so no part keeps a default of its own that the others do not run with. Durations are
+in seconds. The mount builds it from its command line (hoodydb/fs/mount.py); tests build it with
+the fields they change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hoodydb.locks.layout import LockLayout
+from hoodydb.locks.types import Policy
+
+DEFAULT_POLICY = Policy.BESIDE
+DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_FRESH_WINDOW = 0.05
+DEFAULT_RESERVATION = 2.0
+DEFAULT_EXCLUSIVE_PRIORITY = 1.0
+DEFAULT_SCHEMA_GRACE = 0.005
+DEFAULT_POLL_INTERVAL = 0.1
+DEFAULT_MAX_WAITERS = 200
+DEFAULT_HEAD_TICK = 1.0
+DEFAULT_SHM_INIT_POLL = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class LockSettings:
+    # Who takes turns: `beside` (writers, FIFO; readers run beside), `serial` (every transaction
+    # not opened read-only) or `off` (plain POSIX: every conflict answered at once).
+    policy: Policy = DEFAULT_POLICY
+
+    # Where SQLite's lock bytes are: test builds of SQLite move the PENDING byte.
+    layout: LockLayout = field(default_factory=LockLayout)
+
+    # A queued transaction start is answered EAGAIN ("database is locked") when the turn has not
+    # moved for this long since it arrived; any other wait ends this long after it began.
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+    # An owner not yet known to write keeps the turn this long before its transaction, if it has
+    # not written and its thread sleeps, goes on beside as a reader and the turn passes on.
+    fresh_window: float = DEFAULT_FRESH_WINDOW
+
+    # A WAL read slot admitted after waiting is answered EAGAIN and the turn kept for SQLite's
+    # retry this long at most (a client that never comes back must not hold everyone).
+    reservation: float = DEFAULT_RESERVATION
+
+    # While the admitted owner waits for EXCLUSIVE straight from SHARED, newcomers' first step to
+    # SHARED waits behind it, for this long at most per turn.
+    exclusive_priority: float = DEFAULT_EXCLUSIVE_PRIORITY
+
+    # A connection's first transaction (the schema read of the statement it prepares) keeps the
+    # turn this long after it ends, so the statement itself does not queue a second time.
+    schema_grace: float = DEFAULT_SCHEMA_GRACE
+
+    # How often a parked request asks an abort check that cannot tell it when to ask (tests'
+    # plain callables; the mount's checks are watched and never polled).
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+
+    # At most this many requests parked at once (each holds a daemon thread); more are refused.
+    max_waiters: int = DEFAULT_MAX_WAITERS
+
+    # The head of a queue sleeps until the turn's next timed moment and is woken when one is set;
+    # it also looks this often, as a backstop.
+    head_tick: float = DEFAULT_HEAD_TICK
+
+    # How often a DMS probe looks again while the first connection (re)builds the -shm: its
+    # downgrade from WRLCK to RDLCK wakes nobody.
+    shm_init_poll: float = DEFAULT_SHM_INIT_POLL
