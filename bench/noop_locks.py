@@ -9,8 +9,7 @@ much is the FUSE round trips themselves.
 from __future__ import annotations
 
 from hoodydb.cli import main
-from hoodydb.locks.manager import LockManager
-from hoodydb.locks.types import Conflict, LockRequest, Outcome
+from hoodydb.locks import Conflict, LockManager, LockRequest, Outcome
 
 
 def _grant(self: LockManager, req: LockRequest, abort: object = None) -> Outcome:

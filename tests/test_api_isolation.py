@@ -27,7 +27,7 @@ from serve_process import ServeProcess
 from hoodydb.api.health import HealthCheck, check
 from hoodydb.cli.limit_options import statement_timeout_for
 from hoodydb.fs.process import force_unmount
-from hoodydb.locks.settings import DEFAULT_LOCK_TIMEOUT
+from hoodydb.locks import DEFAULT_LOCK_TIMEOUT
 from hoodydb.sql.connection import DEFAULT_STATEMENT_TIMEOUT_S
 
 STATEMENT_TIMEOUT = 2.0

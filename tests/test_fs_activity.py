@@ -8,7 +8,7 @@ import sys
 import time
 
 from hoodydb.fs import activity, answers
-from hoodydb.locks.types import Outcome
+from hoodydb.locks import Outcome
 
 
 def _settled(pid: int, want: bool, timeout: float = 10.0) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from hoodydb.fs import binding
 from hoodydb.fs.cache import CacheFreshness, CacheMode
 from hoodydb.fs.operations import Passthrough
-from hoodydb.locks.manager import LockManager
+from hoodydb.locks import LockManager
 
 LATER = 10**9  # the daemon's clock a second ahead: every ctime is old enough to trust
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 
-from hoodydb.locks.types import Outcome
+from hoodydb.locks import Outcome
 
 
 def errno_for(outcome: Outcome, wait: bool, aborted: int | None = None) -> int:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hoodydb.locks.types import FileKey
+from hoodydb.locks import FileKey
 
 FileVersion = tuple[int, int, int]
 """(size, mtime, ctime) of a backing file: a change to the file, from anywhere, changes it."""

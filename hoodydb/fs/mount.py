@@ -19,9 +19,7 @@ from hoodydb.fs.operations import Passthrough
 from hoodydb.fs.orphan import SERVE_PID_ENV
 from hoodydb.fs.process import is_mounted
 from hoodydb.fs.settings import MountSettings
-from hoodydb.locks.layout import LockLayout
-from hoodydb.locks.manager import LockManager
-from hoodydb.locks.settings import LockSettings
+from hoodydb.locks import LockLayout, LockManager, LockSettings
 
 log = logging.getLogger("hoodydb.mount")
 

@@ -31,8 +31,7 @@ import mfusepy
 
 from hoodydb.fs import answers, binding
 from hoodydb.fs.cache import CacheFreshness, CacheMode
-from hoodydb.locks.manager import LockManager
-from hoodydb.locks.types import EOF_OFFSET, FileKey, FileRole, LockKind, LockRequest
+from hoodydb.locks import EOF_OFFSET, FileKey, FileRole, LockKind, LockManager, LockRequest
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +478,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             handle.readonly,
             cmd == binding.F_SETLKW,
             fh,
+            self.manager.layout.names(handle.role, start, end),
         )
         abort = binding.Interruption(req.wait)
         if cmd == binding.F_GETLK:

@@ -17,9 +17,7 @@ from typing import Any
 import click
 
 from hoodydb.fs import capacity
-from hoodydb.locks.layout import DEFAULT_PENDING_BYTE
-from hoodydb.locks.settings import DEFAULT_LOCK_TIMEOUT
-from hoodydb.locks.types import Policy
+from hoodydb.locks import DEFAULT_LOCK_TIMEOUT, DEFAULT_PENDING_BYTE, Policy
 
 ENV_PREFIX = "HOODYDB_"
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -148,6 +148,54 @@ class AdmissionGate:
     def is_admitted(self, owner: Owner) -> bool:
         return self.admitted is not None and self.admitted.owner == owner
 
+    def admission_of(self, owner: Owner) -> Admission | None:
+        """The admission, if `owner` holds the turn."""
+        current = self.admitted
+        return current if current is not None and current.owner == owner else None
+
+    # What the admitted owner did in its turn (the manager sees its locks granted).
+
+    def note_entered(self, owner: Owner) -> None:
+        """It took a read slot or the WRITE lock: its WAL transaction is under way."""
+        current = self.admission_of(owner)
+        if current is not None:
+            current.entered = True
+
+    def note_write(self, owner: Owner) -> None:
+        """It took a write transaction's lock (RESERVED and up, the WAL's WRITE in a transaction)."""
+        current = self.admission_of(owner)
+        if current is not None:
+            current.wrote = True
+
+    def note_first_on_handle(self, owner: Owner) -> None:
+        """Its turn is its connection's first transaction: the schema read of a statement."""
+        current = self.admission_of(owner)
+        if current is not None:
+            current.first_on_handle = True
+
+    def reserve(self, owner: Owner) -> None:
+        """Keep the turn for its retry (a WAL client refused before its read slot comes back at
+        once), but only for a while: one that never comes back must not hold everyone."""
+        current = self.admission_of(owner)
+        if current is not None:
+            current.reserved_until = self.clock() + self.settings.reservation
+            self.wake_head()
+
+    def claim_priority(self, owner: Owner, now: float) -> bool:
+        """It is about to wait for EXCLUSIVE straight from SHARED: may newcomers be held behind it?
+        Yes for a while in each turn (`exclusive_priority`), never in a held turn."""
+        current = self.admission_of(owner)
+        if current is None or current.held:
+            return False
+        if current.priority_until is None:
+            current.priority_until = now + self.settings.exclusive_priority
+        return now < current.priority_until
+
+    def has_priority(self, owner: Owner, now: float) -> bool:
+        """Does `owner` hold the turn with its EXCLUSIVE priority still running?"""
+        current = self.admission_of(owner)
+        return current is not None and current.priority_until is not None and now < current.priority_until
+
     def enqueue(self, ticket: Ticket) -> None:
         self.queue.append(ticket)
         self.counters.waits += 1

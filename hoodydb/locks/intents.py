@@ -11,9 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from hoodydb.locks.types import FileKey, Owner
-
-Key = tuple[FileKey, Owner]  # (database, owner)
+from hoodydb.locks.types import Owner
 
 
 class Intent(enum.Enum):
@@ -32,7 +30,8 @@ class Beside:
 
 
 class Intents:
-    """Intent per (database, owner), kept while the owner has a handle of the database open.
+    """What each owner has shown it does with one database, kept while the owner has a handle of
+    it open.
 
     An owner is one process (the kernel's lock owner); the handles it locked through are its
     connections' files. When the last of them is closed, what was learned is forgotten, so a new
@@ -40,47 +39,45 @@ class Intents:
     of open connections.
     """
 
-    __slots__ = ("_handles", "_intent", "_keys")
+    __slots__ = ("_handles", "_intent", "_owners")
 
     def __init__(self) -> None:
-        self._intent: dict[Key, Intent] = {}
-        self._handles: dict[Key, set[int]] = {}
-        self._keys: dict[int, set[Key]] = {}  # handle -> keys that locked through it
+        self._intent: dict[Owner, Intent] = {}
+        self._handles: dict[Owner, set[int]] = {}
+        self._owners: dict[int, set[Owner]] = {}  # handle -> owners that locked through it
 
     def __len__(self) -> int:
         return len(self._handles)
 
-    def of(self, db: FileKey, owner: Owner) -> Intent:
-        return self._intent.get((db, owner), Intent.NEW)
+    def of(self, owner: Owner) -> Intent:
+        return self._intent.get(owner, Intent.NEW)
 
-    def note_handle(self, db: FileKey, owner: Owner, handle: int) -> None:
+    def note_handle(self, owner: Owner, handle: int) -> None:
         if handle < 0:
             return
-        key = (db, owner)
-        handles = self._handles.get(key)
+        handles = self._handles.get(owner)
         if handles is None:
-            handles = self._handles[key] = set()
+            handles = self._handles[owner] = set()
         if handle not in handles:
             handles.add(handle)
-            self._keys.setdefault(handle, set()).add(key)
+            self._owners.setdefault(handle, set()).add(owner)
 
-    def learn(self, db: FileKey, owner: Owner, intent: Intent) -> None:
+    def learn(self, owner: Owner, intent: Intent) -> None:
         """Record what the owner just did. A writer stays a writer."""
-        key = (db, owner)
-        if key not in self._handles:
+        if owner not in self._handles:
             return  # through no known handle: nothing would ever forget it
-        if self._intent.get(key) is not Intent.WRITER:
-            self._intent[key] = intent
+        if self._intent.get(owner) is not Intent.WRITER:
+            self._intent[owner] = intent
 
     def forget_handle(self, handle: int) -> None:
-        for key in self._keys.pop(handle, ()):
-            handles = self._handles.get(key)
+        for owner in self._owners.pop(handle, ()):
+            handles = self._handles.get(owner)
             if handles is None:
                 continue
             handles.discard(handle)
             if not handles:
-                del self._handles[key]
-                self._intent.pop(key, None)
+                del self._handles[owner]
+                self._intent.pop(owner, None)
 
-    def writers(self, db: FileKey) -> list[Owner]:
-        return [owner for (d, owner), intent in self._intent.items() if d == db and intent is Intent.WRITER]
+    def writers(self) -> list[Owner]:
+        return [owner for owner, intent in self._intent.items() if intent is Intent.WRITER]

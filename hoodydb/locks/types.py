@@ -15,6 +15,29 @@ Owner = int
 """The kernel's lock_owner: one per process (files_struct) for POSIX locks."""
 
 
+class Lock(enum.Flag):
+    """A set of SQLite's named locks (what a byte range covers)."""
+
+    NONE = 0
+    # the database file
+    PENDING = enum.auto()
+    RESERVED = enum.auto()
+    SHARED = enum.auto()  # RDLCK: reading; WRLCK: EXCLUSIVE
+    # the WAL index (-shm), in byte order from offset 120
+    WRITE = enum.auto()  # the one writer of the WAL
+    CKPT = enum.auto()  # a checkpointer
+    RECOVER = enum.auto()  # the WAL index being rebuilt
+    READ0 = enum.auto()  # read slots: a reader's snapshot mark (RDLCK), a mark moved (WRLCK)
+    READ1 = enum.auto()
+    READ2 = enum.auto()
+    READ3 = enum.auto()
+    READ4 = enum.auto()
+    DMS = enum.auto()  # the -shm is mapped (RDLCK); the first one resets it (WRLCK)
+
+    READ_SLOTS = READ0 | READ1 | READ2 | READ3 | READ4
+    INDEX_WRITE = WRITE | CKPT | RECOVER  # changing the WAL or its index
+
+
 class LockKind(enum.Enum):
     READ = "read"
     WRITE = "write"
@@ -62,6 +85,7 @@ class LockRequest:
     readonly: bool = False  # the handle was opened O_RDONLY
     wait: bool = False  # F_SETLKW: the caller asked to block
     handle: int = -1  # the open file (one per connection) it came through; -1 when unknown
+    locks: Lock = Lock.NONE  # SQLite's locks the range covers (LockLayout.names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,6 @@ from typing import Any
 
 from hoodydb.fs import answers
 from hoodydb.locks.layout import (
-    SHARED_SIZE,
-    SHM_DMS,
-    SHM_READ_FIRST,
-    SHM_WRITE,
     LockLayout,
 )
 from hoodydb.locks.manager import LockManager
@@ -29,6 +25,7 @@ from hoodydb.locks.types import (
     Conflict,
     FileKey,
     FileRole,
+    Lock,
     LockKind,
     LockRequest,
     Outcome,
@@ -37,14 +34,16 @@ from hoodydb.locks.types import (
 
 R, W, U = LockKind.READ, LockKind.WRITE, LockKind.UNLOCK
 LAYOUT = LockLayout(pending=0x10000)  # a testfixture-style layout: nothing may assume the default
-PENDING = (LAYOUT.pending, LAYOUT.pending + 1)
-RESERVED = (LAYOUT.reserved, LAYOUT.reserved + 1)
-SHARED = (LAYOUT.shared_first, LAYOUT.shared_first + SHARED_SIZE)
-PENDING_TO_SHARED = (LAYOUT.pending, LAYOUT.shared_first)
+# The byte ranges a client sends, from the layout's names: the harness plays the adapter.
+PENDING = LAYOUT.span(Lock.PENDING)
+RESERVED = LAYOUT.span(Lock.RESERVED)
+SHARED = LAYOUT.span(Lock.SHARED)
+PENDING_TO_SHARED = LAYOUT.span(Lock.PENDING | Lock.RESERVED)
 WHOLE = (0, EOF_OFFSET)
-SLOT = (SHM_READ_FIRST + 1, SHM_READ_FIRST + 2)
-WRITE_LOCK = (SHM_WRITE, SHM_WRITE + 1)
-DMS = (SHM_DMS, SHM_DMS + 1)
+SLOT = LAYOUT.span(Lock.READ1)
+WRITE_LOCK = LAYOUT.span(Lock.WRITE)
+CHECKPOINT = LAYOUT.span(Lock.CKPT)
+DMS = LAYOUT.span(Lock.DMS)
 
 DB: FileKey = (1, 100)
 SHM: FileKey = (1, 101)
@@ -86,6 +85,15 @@ def setlk(mgr: LockManager, req: LockRequest, abort: Callable[[], int | None] | 
     check = ErrnoAbort(abort or (lambda: None))
     outcome: Outcome = mgr.setlk(req, check)
     return answers.errno_for(outcome, req.wait, check.errno)
+
+
+def request(
+    file: FileKey, role: FileRole, owner: int, span: tuple[int, int], kind: LockKind, **kw: Any
+) -> LockRequest:
+    """A request as the adapter builds it: its range named by the layout."""
+    db = kw.pop("db", file)
+    locks = LAYOUT.names(role, *span)
+    return LockRequest(file, db, role, owner, 1000 + owner, *span, kind, locks=locks, **kw)
 
 
 def snapshot(mgr: LockManager) -> list[dict[str, Any]]:
@@ -130,6 +138,7 @@ class Client:
             readonly=self.readonly and role is FileRole.DATABASE,
             wait=wait,
             handle=self.handle,
+            locks=self.mgr.layout.names(role, *span),
         )
         return setlk(self.mgr, req, abort)
 
@@ -140,7 +149,10 @@ class Client:
         return self.lock(self.shm, FileRole.SHM, kind, span, **kw)
 
     def getlk(self, file: FileKey, role: FileRole, kind: LockKind, span: tuple[int, int]) -> Conflict | None:
-        return self.mgr.getlk(LockRequest(file, self.db, role, self.owner, self.pid, span[0], span[1], kind))
+        locks = self.mgr.layout.names(role, *span)
+        return self.mgr.getlk(
+            LockRequest(file, self.db, role, self.owner, self.pid, span[0], span[1], kind, locks=locks)
+        )
 
     # -- SQLite's sequences (docs/architecture.md) --------------------------------------------------------
 

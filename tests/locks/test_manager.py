@@ -15,7 +15,6 @@ import pytest
 
 import hoodydb.locks.waiting as waiting_module
 from hoodydb.locks.layout import (
-    SHM_CHECKPOINT,
     LockLayout,
 )
 from hoodydb.locks.manager import LockManager
@@ -29,6 +28,7 @@ from hoodydb.locks.types import (
     Policy,
 )
 from tests.locks.harness import (
+    CHECKPOINT,
     DB,
     DB2,
     DMS,
@@ -52,6 +52,7 @@ from tests.locks.harness import (
     db_snapshot,
     make_manager,
     queue_is,
+    request,
     setlk,
     snapshot,
     wait_until,
@@ -643,7 +644,7 @@ def test_wal_owner_holding_locks_gets_eagain_at_once_on_conflict(mgr: LockManage
     a.wal_open()
     b.wal_open()
     assert a.wal_begin() == (0, 0)
-    checkpoint = (SHM_CHECKPOINT, SHM_CHECKPOINT + 1)
+    checkpoint = CHECKPOINT
     assert a.shmf(W, checkpoint) == 0
     t0 = time.monotonic()
     assert b.shmf(W, checkpoint) == errno.EAGAIN  # b holds SHARED and DMS: never parked
@@ -899,9 +900,7 @@ def test_snapshot_fields() -> None:
 
 
 def _pending_request(owner: int, kind: LockKind, start: int, end: int, wait: bool = False) -> LockRequest:
-    return LockRequest(
-        (1, 100), (1, 100), FileRole.DATABASE, owner, 1000 + owner, start, end, kind, wait=wait
-    )
+    return request((1, 100), FileRole.DATABASE, owner, (start, end), kind, wait=wait)
 
 
 def test_a_lock_granted_after_waiting_at_the_gate_is_visible_to_others() -> None:

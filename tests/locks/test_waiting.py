@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hoodydb.locks.types import FileRole, LockKind, LockRequest, Outcome
+from hoodydb.locks.types import FileRole, LockKind, Outcome
 from tests.locks.harness import (
     DB,
     PENDING,
@@ -20,6 +20,7 @@ from tests.locks.harness import (
     clients,
     db_snapshot,
     make_manager,
+    request,
     wait_until,
     waiting,
 )
@@ -104,7 +105,7 @@ def test_a_parked_request_is_not_polled_and_wakes_when_told() -> None:
     a, b = clients(mgr, 2)
     assert a.begin() == 0
     check = Watched()
-    req = LockRequest(DB, DB, FileRole.DATABASE, b.owner, b.pid, *PENDING, R)
+    req = request(DB, FileRole.DATABASE, b.owner, PENDING, R)
     parked = Bg(lambda: mgr.setlk(req, check))
     wait_until(lambda: waiting(mgr) == 1)
     time.sleep(0.5)

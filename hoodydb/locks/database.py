@@ -1,0 +1,473 @@
+"""One SQLite database as the lock core sees it: its turn, the transactions beside it, what each
+owner has shown it does, and its counters. It decides the policy for its own requests.
+
+Why turns at all (docs/architecture.md, "Writers take turns, readers run beside"): a transaction
+that writes needs a snapshot taken after the previous commit, so writers are serialized at their
+snapshot, before they have read anything; readers need no turn. When a transaction takes its
+snapshot the daemon cannot know whether it will write, so it goes by what the owner did before
+(`Intents`) and, for an owner not known to write, gives the turn tentatively: a window after which
+a transaction that has not written goes on beside and the turn passes on.
+
+Every method runs under the lock manager's mutex. The database reads its files' tables through
+the manager's registry (`files`) and never changes them: the manager applies every grant and unlock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from hoodydb.locks import protocol
+from hoodydb.locks.files import LockedFile
+from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Ticket
+from hoodydb.locks.intents import Beside, Intent, Intents
+from hoodydb.locks.report import BesideReport, DatabaseReport, TurnReport, WaiterReport
+from hoodydb.locks.settings import LockSettings
+from hoodydb.locks.types import FileKey, FileRole, Lock, LockKind, LockRequest, Outcome, Owner, Policy
+from hoodydb.locks.waiting import AbortCheck, WaitRoom
+
+log = logging.getLogger("hoodydb.locks.manager")
+trace = logging.getLogger("hoodydb.locks.manager.trace")  # every decision, for debugging the protocol
+
+
+class Database:
+    def __init__(
+        self,
+        key: FileKey,
+        settings: LockSettings,
+        clock: Callable[[], float],
+        room: WaitRoom,
+        files: Mapping[FileKey, LockedFile],
+        working: Callable[[int], bool | None] | None,
+        name: str = "",
+    ) -> None:
+        self.key = key
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        self.working = working
+        self.gate = AdmissionGate(clock, settings)
+        self.intents = Intents()
+        self.beside: dict[Owner, Beside] = {}  # transactions running beside the turn
+        self.started_handles: set[int] = set()  # open files that have started a transaction
+        self.shm_key: FileKey | None = None
+        self.sqlite = False  # has shown SQLite's lock protocol: only then may the gate park requests
+        self.wal_ready = False  # WAL mode, and a transaction has run since the -shm was last (re)built
+        self.ro_owners: set[Owner] = set()  # its locks only through read-only handles
+        self.rw_owners: set[Owner] = set()
+        # The admitted owner, while it waits for EXCLUSIVE straight from SHARED (claim_priority).
+        self.exclusive_waiter: Owner | None = None
+        self._room = room
+        self._files = files
+
+    @property
+    def dbf(self) -> LockedFile | None:
+        return self._files.get(self.key)
+
+    @property
+    def shm(self) -> LockedFile | None:
+        return self._files.get(self.shm_key) if self.shm_key is not None else None
+
+    @property
+    def mode(self) -> str:
+        return "wal" if self.shm_key is not None else "rollback"
+
+    @property
+    def counters(self) -> GateCounters:
+        return self.gate.counters
+
+    @property
+    def idle(self) -> bool:
+        """Nobody holds or waits for the turn: the database may be forgotten once nobody has it open."""
+        return self.gate.admitted is None and not self.gate.queue
+
+    # -- what a request tells about its owner ---------------------------------------------------
+
+    def classify(self, f: LockedFile, req: LockRequest) -> None:
+        if f.role is FileRole.SHM:
+            self.sqlite = True
+            self.shm_key = f.key
+        elif f.role is FileRole.DATABASE:
+            if req.locks == Lock.PENDING:
+                self.sqlite = True
+            if not req.readonly:
+                self.rw_owners.add(req.owner)
+                self.ro_owners.discard(req.owner)
+            elif req.owner not in self.rw_owners:
+                self.ro_owners.add(req.owner)
+
+    def note_handle(self, owner: Owner, handle: int) -> None:
+        self.intents.note_handle(owner, handle)
+
+    def forget_handle(self, handle: int) -> None:
+        self.started_handles.discard(handle)
+        self.intents.forget_handle(handle)
+
+    def holds_any(self, owner: Owner) -> bool:
+        return any(f is not None and f.holds(owner) for f in (self.dbf, self.shm))
+
+    def starts_transaction(self, f: LockedFile, req: LockRequest) -> bool:
+        return protocol.starts_transaction(req, f, self.wal_ready, self.shm)
+
+    def is_write_intent(self, f: LockedFile, req: LockRequest) -> bool:
+        return protocol.is_write_intent(req) and (
+            req.role is FileRole.DATABASE or f.holds(req.owner, Lock.READ_SLOTS)
+        )
+
+    # -- the policy ----------------------------------------------------------------------------
+
+    def start(self, f: LockedFile, req: LockRequest, deadline: float | None, abort: AbortCheck) -> Outcome:
+        """A transaction starts: take a turn, a window, or go beside."""
+        if req.owner in self.ro_owners:
+            # A read-only open cannot write: it never takes a turn.
+            if req.kind is LockKind.READ:
+                self._begin_beside(req, learn=False)
+            return Outcome.GRANTED
+        tentative = False
+        if self.settings.policy is Policy.BESIDE:
+            intent = self.intents.of(req.owner)
+            if (
+                intent is Intent.READER
+                and not protocol.is_write_start(req)
+                and not self.gate.is_admitted(req.owner)
+            ):
+                self._begin_beside(req, learn=True)
+                return Outcome.GRANTED
+            tentative = intent is not Intent.WRITER
+        outcome = self._admit(f, req, deadline, abort, tentative)
+        if outcome is Outcome.GRANTED:
+            self._note_first_transaction(req)
+        return outcome
+
+    def _begin_beside(self, req: LockRequest, *, learn: bool) -> None:
+        if req.owner not in self.beside:
+            self.beside[req.owner] = Beside(req.pid, self.clock(), learn)
+            self.gate.counters.beside += 1
+
+    def write_intent(self, req: LockRequest) -> Outcome:
+        """RESERVED, or the WAL's WRITE lock inside a transaction: the owner writes.
+
+        From the owner holding the turn this is what the turn is for. From a transaction beside
+        it (a reader turned writer), SQLite already holds a snapshot that nobody checked: it may
+        write only if nobody holds or waits for the turn; otherwise the answer is "database is
+        locked", as natively (with a busy timeout an autocommit statement then starts over, now
+        as a known writer, and queues)."""
+        self.intents.learn(req.owner, Intent.WRITER)
+        if req.owner in self.ro_owners or self.settings.policy is not Policy.BESIDE:
+            return Outcome.GRANTED  # (serial: the writer holds the turn; read-only: SQLite refuses)
+        gate = self.gate
+        if gate.is_admitted(req.owner):
+            gate.known_writer()
+            return Outcome.GRANTED
+        self.tick(self.clock())
+        if gate.try_enter(req.owner, req.pid):
+            self._room.granted(req.owner)
+            self.beside.pop(req.owner, None)
+            gate.note_entered(req.owner)  # its snapshot is taken: the transaction is under way
+            return Outcome.GRANTED
+        gate.counters.refused_writes += 1
+        return Outcome.BUSY
+
+    def tick(self, now: float) -> float | None:
+        """Let time-bound turns run out; how long until the next one may."""
+        gate = self.gate
+        gate.expire(now)
+        if gate.window_over(now):
+            admission = gate.admitted
+            assert admission is not None
+            if self.working is not None and self.working(admission.pid):
+                # Starting a write, most likely, on a machine too busy to run it: look again soon.
+                gate.extend_window(now + self.settings.fresh_window / 2)
+            # Never while it rebuilds the index or writes: others would run on a half-done state.
+            elif not protocol.changes_the_index(self.shm, self.dbf, admission.owner):
+                gate.pass_on()
+                self.beside[admission.owner] = Beside(
+                    admission.pid, admission.since, not admission.first_on_handle
+                )
+                trace.debug("pid %d: window over, reads on beside", admission.pid)
+        admitted = gate.admitted
+        if admitted is None:
+            return None
+        moments = [
+            t - now
+            for t in (admitted.reserved_until, admitted.window_until, admitted.priority_until)
+            if t is not None and t > now
+        ]
+        return min(moments, default=None)
+
+    def _admit(
+        self, f: LockedFile, req: LockRequest, deadline: float | None, abort: AbortCheck, tentative: bool
+    ) -> Outcome:
+        gate = self.gate
+        self.tick(self.clock())
+        if gate.try_enter(req.owner, req.pid, tentative):
+            self._room.granted(req.owner)
+            return Outcome.GRANTED
+        waiter = self._room.waiter(req.owner, lambda: set())
+        ticket = Ticket(
+            req.owner,
+            req.pid,
+            self.clock(),
+            # Rule 3: a read slot or DMS asked for with a view of the -shm from before the last
+            # commit must look again; the WRITE lock makes SQLite re-read it anyway.
+            reserve_on_handoff=f.role is FileRole.SHM and req.locks != Lock.WRITE,
+            tentative=tentative,
+            wake=waiter.cond.notify,
+            on_head=waiter.cond.notify,
+        )
+        gate.enqueue(ticket)
+
+        def blockers() -> set[Owner]:
+            # One edge, to the admitted owner: a ticket's wait on those ahead of it becomes an edge
+            # when one of them is admitted, and the room looks for cycles then (`granted`).
+            admitted = gate.admitted
+            # No edge to a held turn, or a client of two databases would be taken for a deadlock.
+            if ticket.admitted or admitted is None or admitted.held or admitted.owner == req.owner:
+                return set()
+            return {admitted.owner}
+
+        head_tick = self.settings.head_tick
+
+        def tick(now: float) -> float | None:
+            if not gate.head(ticket):
+                return None
+            sooner = self.tick(now)
+            return head_tick if sooner is None else min(sooner, head_tick)
+
+        waiter.blockers = blockers
+        # Behind a queue that moves nobody times out: only a turn that stays with one transaction
+        # for the whole lock timeout (a stuck holder) does.
+        bound = self.settings.lock_timeout
+        progress = None if deadline is None else (lambda: max(deadline, gate.moved_at + bound))
+        outcome = self._room.wait(waiter, lambda: ticket.admitted, progress, abort, tick)
+        if outcome is Outcome.GRANTED:
+            self._room.granted(req.owner)
+        else:
+            if not ticket.admitted:
+                gate.cancel(ticket)
+            elif gate.is_admitted(req.owner):
+                gate.leave(req.owner)  # admitted at the last moment but giving up: pass the turn on
+            counters = gate.counters
+            if outcome is Outcome.ABORTED:
+                counters.interrupts += 1
+            elif outcome is Outcome.DEADLOCK:
+                counters.victims += 1
+            elif outcome is Outcome.FULL:
+                counters.refused_full += 1
+            else:
+                counters.timeouts += 1
+            if outcome is Outcome.TIMEOUT and protocol.is_read_slot(req):
+                # WAL: SQLite retries a refused read slot 100 times, silently, then fails with
+                # "locking protocol". Read beside instead: a writer is then refused its WRITE lock
+                # ("database is locked", as natively behind a stuck writer), a reader reads.
+                self._begin_beside(req, learn=False)
+                return Outcome.GRANTED
+            return outcome
+        if ticket.reserve_on_handoff:
+            # EAGAIN makes SQLite re-read the WAL header and ask again; the turn waits for it.
+            return Outcome.BUSY
+        return Outcome.GRANTED
+
+    def _note_first_transaction(self, req: LockRequest) -> None:
+        """Mark an admission that is its connection's first transaction.
+
+        A connection's first transaction is always the schema read of the statement it is
+        preparing (BEGIN IMMEDIATE aside, which writes and so never gets the grace below); that
+        statement runs right after, as a second transaction. Handing the turn on in between
+        would send the client to the back of the queue for it: two turns per statement.
+        """
+        if req.handle < 0 or req.handle in self.started_handles:
+            return
+        self.started_handles.add(req.handle)
+        self.gate.note_first_on_handle(req.owner)
+
+    def _end_turn(self, admission: Admission) -> None:
+        # A short read in the turn teaches nothing: an owner that polls with quick reads and then
+        # writes (BEGIN IMMEDIATE at busy timeout 0, as task queues do) must keep finding its turn.
+        if admission.first_on_handle and not admission.wrote and self.settings.schema_grace > 0:
+            self.gate.hold_for(admission.owner, self.settings.schema_grace)
+        else:
+            self.gate.leave(admission.owner)
+
+    def _transaction_over(self, owner: Owner) -> bool:
+        """Rule 4: the admitted owner holds no transaction locks any more."""
+        shm = self.shm
+        if protocol.in_transaction(self.dbf, shm, owner):
+            return False
+        if protocol.in_wal_mode(shm, owner):
+            # WAL: the connection keeps SHARED on the database between transactions. The
+            # transaction is over once it has held a read slot and let it go again.
+            return self.gate.admitted is None or self.gate.admitted.entered
+        return True
+
+    def _end_beside(self, owner: Owner) -> Beside | None:
+        """Drop the owner's transaction beside the turn if it is over; returns what it was."""
+        beside = self.beside.get(owner)
+        if beside is None or protocol.in_transaction(self.dbf, self.shm, owner):
+            return None
+        del self.beside[owner]
+        return beside
+
+    # -- what the manager tells it --------------------------------------------------------------
+
+    def granted(self, f: LockedFile, req: LockRequest) -> None:
+        """`req` was granted: what it tells about the admitted owner's transaction."""
+        owner = req.owner
+        if not self.gate.is_admitted(owner):
+            return
+        if f.role is FileRole.DATABASE:
+            if req.kind is LockKind.WRITE:
+                self.gate.note_write(owner)
+                self.intents.learn(owner, Intent.WRITER)
+        elif f.role is FileRole.SHM:
+            if req.kind is LockKind.WRITE and Lock.WRITE in req.locks:
+                self.gate.note_entered(owner)
+                # Inside a transaction (a read slot held) WRITE means a write; before one it is
+                # the index being rebuilt (recovery), which any reader may have to do.
+                if f.holds(owner, Lock.READ_SLOTS):
+                    self.gate.note_write(owner)
+                    self.intents.learn(owner, Intent.WRITER)
+            elif req.kind is LockKind.READ and req.locks & Lock.READ_SLOTS:
+                self.gate.note_entered(owner)
+
+    def released(self, f: LockedFile, owner: Owner, released_dms: bool) -> None:
+        """`owner` let go of locks on `f` (an unlock, a close, a dropped file)."""
+        admission = self.gate.admission_of(owner)
+        if admission is not None and self._transaction_over(owner):
+            if protocol.in_wal_mode(self.shm, owner):
+                self.wal_ready = True  # a WAL transaction completed: the index is built
+            self._end_turn(admission)
+        ended = self._end_beside(owner)
+        if ended is not None and ended.learn:
+            self.intents.learn(owner, Intent.READER)
+        if f.role is FileRole.SHM and released_dms and self.wal_ready and not protocol.wal_active(self.shm):
+            # The last connection let go of the -shm: the next one rebuilds the index
+            # (recovery), and that must happen inside a turn, not beside one.
+            self.wal_ready = False
+        if (
+            not f.table.holds(owner)
+            and (owner in self.ro_owners or owner in self.rw_owners)
+            and not self.holds_any(owner)
+        ):
+            self.ro_owners.discard(owner)
+            self.rw_owners.discard(owner)
+
+    def refused(self, owner: Owner) -> None:
+        """`owner` was refused a lock: make sure no turn or beside entry stays stuck with it."""
+        self._end_beside(owner)
+        admission = self.gate.admission_of(owner)
+        if admission is None:
+            return
+        if self._transaction_over(owner):
+            self.gate.leave(owner)
+        elif (
+            not admission.entered
+            and admission.reserved_until is None
+            and protocol.in_wal_mode(self.shm, owner)
+        ):
+            # A WAL client refused before its read slot retries at once; one that does not come
+            # back (gave up, crashed) must not keep everyone else waiting for the full bound.
+            self.gate.reserve(owner)
+
+    def closed(self) -> None:
+        """The database file's last handle was released: a grace for a connection that closed ends."""
+        admission = self.gate.admitted
+        if admission is not None and admission.held:
+            self.gate.leave(admission.owner)
+
+    # -- may a request wait ---------------------------------------------------------------------
+
+    def may_wait(self, f: LockedFile, req: LockRequest) -> bool:
+        """May a conflicting request wait here rather than be refused at once (it cannot close a cycle)?"""
+        if not self.sqlite or protocol.is_mark_write(req):
+            return False
+        if protocol.is_recover_probe(req):
+            return True
+        admission = self.gate.admission_of(req.owner)
+        if admission is not None and not admission.held:
+            return True
+        if protocol.waits_only_for_marks(f, req):
+            return True
+        # A held turn is for starting a transaction, not for waiting inside one: a connection
+        # that closes in its grace tries EXCLUSIVE and must fail at once.
+        return not self.holds_any(req.owner)
+
+    # -- EXCLUSIVE straight from SHARED --------------------------------------------------------
+
+    def claim_priority(self, req: LockRequest, spans: list[tuple[int, int]]) -> bool:
+        """The admitted owner is about to wait for EXCLUSIVE straight from SHARED: let it go first.
+
+        SQLite 3.42 and later take that step (rolling back a hot journal) without the PENDING
+        byte, so nothing keeps new readers from taking SHARED meanwhile, and readers that keep
+        overlapping would hold the range until the lock timeout. While the owner waits,
+        newcomers' first step to SHARED waits behind it; only for a while in each turn, because
+        readers that stay would keep it waiting anyway.
+        """
+        if len(spans) != 2 or req.kind is not LockKind.WRITE:
+            return False  # (two spans: the database's SHARED range, asked without PENDING)
+        if not self.gate.claim_priority(req.owner, self.clock()):
+            return False
+        self.exclusive_waiter = req.owner
+        return True
+
+    def end_priority(self, owner: Owner) -> bool:
+        """`owner` stops waiting for its EXCLUSIVE; True if newcomers were held behind it."""
+        if self.exclusive_waiter != owner:
+            return False
+        self.exclusive_waiter = None
+        return True
+
+    def yields_to(self, f: LockedFile, req: LockRequest) -> Owner | None:
+        """The owner waiting for EXCLUSIVE that this newcomer's first step to SHARED waits behind."""
+        if (
+            req.kind is not LockKind.READ
+            or f.role is not FileRole.DATABASE
+            or req.locks != Lock.PENDING
+            or f.holds(req.owner)
+        ):
+            return None
+        waiter = self._priority_owner(self.clock())
+        return None if waiter == req.owner else waiter
+
+    def _priority_owner(self, now: float) -> Owner | None:
+        """The owner newcomers wait behind now, if any: admitted, waiting for EXCLUSIVE, in time."""
+        waiter = self.exclusive_waiter
+        return waiter if waiter is not None and self.gate.has_priority(waiter, now) else None
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def report(self, now: float, history: GateCounters | None = None) -> DatabaseReport:
+        """What `hoodydb locks` shows; `history`: counters of earlier files of the same name."""
+        gate = self.gate
+        holders: dict[Owner, int] = {}
+        for f in (self.dbf, self.shm):
+            if f is not None:
+                holders.update(f.table.pids)
+        counters = gate.counters if history is None else gate.counters.add(history)
+        admitted = gate.admitted
+        oldest = min(self.beside.values(), key=lambda b: b.since, default=None)
+        beside = (
+            None
+            if oldest is None
+            else BesideReport(len(self.beside), oldest.pid, round(now - oldest.since, 3))
+        )
+        return DatabaseReport(
+            database=self.name or f"inode {self.key[1]}",
+            mode=self.mode,
+            admitted=None
+            if admitted is None
+            else TurnReport(
+                pid=admitted.pid,
+                seconds=round(now - admitted.since, 3),
+                reserved=admitted.reserved_until is not None,
+                exclusive_first=self._priority_owner(now) is not None,
+                tentative=admitted.tentative,
+            ),
+            waiting=[WaiterReport(t.pid, round(now - t.since, 3)) for t in gate.queue],
+            readers=sorted(b.pid for b in self.beside.values()),
+            beside=beside,
+            writers=sorted(holders[o] for o in self.intents.writers() if o in holders),
+            holders=sorted(set(holders.values())),
+            counters=counters.as_dict(),
+            still_seconds=round(now - gate.moved_at, 3) if gate.queue else None,
+        )
