@@ -1,4 +1,4 @@
-"""`python -m bench [contention|single|readers|burst|all] [--quick]`: benchmark tables in markdown.
+"""`python -m bench [contention|single|readers|burst|webapp|all] [--quick]`: benchmark tables in markdown.
 
 With no command it runs the quick suite (every part, small counts).
 """
@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 
-from bench import burst, contention, readers, single
+from bench import burst, contention, readers, single, webapp
 from bench.targets import open_targets, passthrough_available
 
 
@@ -109,23 +109,52 @@ def run_burst(quick: bool, root: str | None, mount_args: list[str] | None, count
     print(burst.error_notes(results))
 
 
+def run_webapp(quick: bool, root: str | None, repeat: int, mount_args: list[str] | None) -> bool:
+    """The table, then False (and the broken invariants on stderr) if a run lost or invented an update."""
+    mounts = _mount_targets(mount_args)
+    c = webapp.counts(quick)
+    t0 = time.monotonic()
+    with open_targets(("native",), more_mounts=mounts, root=root) as targets:
+        results = webapp.run(targets, c, repeat, lambda line: print(line, file=sys.stderr, flush=True))
+    runs = f", median of {repeat} interleaved runs per cell" if repeat > 1 else ""
+    print(
+        f"\n## A web application's workers ({'quick' if quick else 'full'}{runs}, "
+        f"{time.monotonic() - t0:.0f} s)\n"
+    )
+    print(
+        f"{c.workers} worker processes, each with one read-write connection for {c.seconds:g} s: "
+        f"{1 - webapp.WRITE_SHARE:.0%} point reads, {webapp.WRITE_SHARE:.0%} one-row UPDATEs, autocommit, "
+        f"{webapp.THINK * 1e3:g} ms apart. alone: the same workers, reads only. vs native: same mode "
+        "and busy timeout.\n"
+    )
+    print(webapp.table(results))
+    print()
+    print(webapp.error_notes(results))
+    failed = webapp.failures(results)
+    for line in failed:
+        print(f"INVARIANT BROKEN: {line}", file=sys.stderr)
+    return not failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["contention", "single", "readers", "burst", "all"])
+    parser.add_argument(
+        "command", nargs="?", choices=["contention", "single", "readers", "burst", "webapp", "all"]
+    )
     parser.add_argument("--quick", action="store_true", help="small counts: a couple of minutes")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough_fh baseline")
     parser.add_argument(
         "--repeat",
         type=int,
         default=1,
-        help="run each contention and readers cell N times, interleaved; keep the median",
+        help="run each contention, readers and webapp cell N times, interleaved; keep the median",
     )
     parser.add_argument(
         "--mount-args",
         action="append",
         metavar="ARGS",
-        help='readers, burst: arguments for `hoodydb mount`, e.g. "--policy serial"; given several times, '
-        'one mount per occurrence in the same run ("" for the defaults)',
+        help='readers, burst, webapp: arguments for `hoodydb mount`, e.g. "--policy serial"; given several '
+        'times, one mount per occurrence in the same run ("" for the defaults)',
     )
     parser.add_argument("--clients", help="burst: client counts, comma-separated (default: 64 to 4000)")
     parser.add_argument("--root", help="directory for the temporary files (default: the system tmp dir)")
@@ -144,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         run_readers(quick, args.root, max(1, args.repeat), args.mount_args)
     if command in ("burst", "all"):
         run_burst(quick, args.root, args.mount_args, args.clients)
-    return 0
+    ok = True
+    if command in ("webapp", "all"):
+        ok = run_webapp(quick, args.root, max(1, args.repeat), args.mount_args)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
