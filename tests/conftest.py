@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from hoodydb.fs.process import MountProcess
 from tests.stages import RunTimeGuard, needed_markers
 
 _guard = RunTimeGuard()
+CLIENTS = Path(__file__).parent / "clients"  # stock SQLite clients in several languages
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -88,3 +90,23 @@ def mount_factory(tmp_path: Path) -> Iterator[MountFactory]:
 def mounted(mount_factory: MountFactory) -> Mounted:
     """A mount with the default policy (beside)."""
     return mount_factory()
+
+
+@pytest.fixture(scope="session")
+def go_writer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/clients/writer.go built against Debian's mattn/go-sqlite3 (GOPATH mode)."""
+    out = tmp_path_factory.mktemp("go")
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": "/usr/share/gocode",
+        "GOCACHE": str(out / "cache"),
+    }
+    binary = out / "writer"
+    subprocess.run(
+        ["go", "build", "-o", str(binary), str(Path(__file__).parent / "clients" / "writer.go")],
+        env=env,
+        check=True,
+        timeout=600,
+    )
+    return str(binary)

@@ -8,7 +8,6 @@ so serial execution leaves v = 1..rows with no duplicate: a lost update would sh
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -16,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.workload import WorkloadSpec, prepare_database, run_workload
-from tests.conftest import Mounted
-
-CLIENTS = Path(__file__).parent / "clients"
+from tests.conftest import CLIENTS, Mounted
 
 CLI_PROCESSES = 40
 CLI_STATEMENTS = {
@@ -152,23 +149,6 @@ def test_php_perl_ruby_and_python_write_one_database(mounted: Mounted, journal_m
     rows, distinct, top, integrity = _serial_history(db)
     assert rows == distinct == top == 3 * expected_each + spec.expected
     assert integrity == "ok"
-
-
-@pytest.fixture(scope="session")
-def go_writer(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """tests/clients/writer.go built against Debian's mattn/go-sqlite3 (GOPATH mode)."""
-    out = tmp_path_factory.mktemp("go")
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": "/usr/share/gocode",
-        "GOCACHE": str(out / "cache"),
-    }
-    binary = out / "writer"
-    subprocess.run(
-        ["go", "build", "-o", str(binary), str(CLIENTS / "writer.go")], env=env, check=True, timeout=600
-    )
-    return str(binary)
 
 
 @pytest.mark.fuse

@@ -94,9 +94,11 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
         )
         admitted = db["admitted"]
         if admitted:
-            extra = " (reserved)" if admitted["reserved"] else ""
-            if admitted.get("tentative"):
-                extra += " (not known to write: goes on beside if it does not)"
+            extra = f" ({admitted['why']})"
+            if admitted["reserved"]:
+                extra += " (reserved)"
+            if admitted["window"]:
+                extra += " (has not asked to write: goes on beside if it reads on asleep)"
             if admitted.get("exclusive_first"):
                 extra += " (waiting for EXCLUSIVE: new readers wait behind it)"
             since = f"{admitted['seconds']:.3f}s{extra}"
@@ -108,7 +110,7 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
                 f"(waiters time out after {report.get('lock_timeout')}s without a move)"
             )
         for w in waiting[:SHOWN_WAITERS]:
-            lines.append(f"    waiting: pid {w['pid']} for {w['seconds']:.3f}s  {w['command']}")
+            lines.append(f"    waiting: pid {w['pid']} for {w['seconds']:.3f}s ({w['why']})  {w['command']}")
         if len(waiting) > SHOWN_WAITERS:
             lines.append(f"    ... and {len(waiting) - SHOWN_WAITERS} more waiting (--json lists them all)")
         beside = db.get("beside")
@@ -117,6 +119,9 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
                 f"    reading beside: {beside['count']}, the oldest pid {beside['oldest_pid']} for "
                 f"{beside['oldest_seconds']:.3f}s  {beside.get('oldest_command', '')}"
             )
+            readers = [o for o in db["owners"] if o["state"] == "beside"]
+            for o in sorted(readers, key=lambda o: -o["seconds"])[:SHOWN_WAITERS]:
+                lines.append(f"    beside: pid {o['pid']} for {o['seconds']:.3f}s ({o['why']})  {o['command']}")
         if db.get("writers"):
             lines.append(f"    writers (take turns): pids {', '.join(map(str, db['writers']))}")
     return "\n".join(lines)

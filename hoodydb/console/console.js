@@ -521,12 +521,12 @@ function renderLocks() {
     ? h(
         'div',
         { id: 'lock-running', class: 'lock-card busy' },
-        h('div', { class: 'lock-head' }, h('strong', {}, `Running: pid ${a.pid}`), h('span', {}, ` for ${seconds(a.seconds)}`), a.reserved ? h('span', { class: 'tag' }, 'reserved') : '', a.exclusive_first ? h('span', { class: 'tag warn' }, 'waiting for EXCLUSIVE: new readers wait behind it') : '', a.tentative ? h('span', { class: 'tag' }, 'not known to write') : ''),
+        h('div', { class: 'lock-head' }, h('strong', {}, `Running: pid ${a.pid}`), h('span', {}, ` for ${seconds(a.seconds)}`), a.reserved ? h('span', { class: 'tag' }, 'reserved') : '', a.exclusive_first ? h('span', { class: 'tag warn' }, 'waiting for EXCLUSIVE: new readers wait behind it') : '', h('span', { class: 'tag' }, a.why), a.window ? h('span', { class: 'tag' }, 'has not asked to write') : ''),
         h('code', { class: 'cmd' }, a.command || '?'),
       )
     : h('div', { id: 'lock-running', class: 'lock-card idle' }, h('strong', {}, 'Nobody holds the write turn.'));
   const waiting = db.waiting.length
-    ? h('div', { class: 'table-wrap' }, h('table', { id: 'lock-waiting' }, h('thead', {}, h('tr', {}, h('th', {}, 'pid'), h('th', {}, 'waiting for'), h('th', {}, 'command'))), h('tbody', {}, db.waiting.map((w) => processRow(w)))))
+    ? h('div', { class: 'table-wrap' }, h('table', { id: 'lock-waiting' }, h('thead', {}, h('tr', {}, h('th', {}, 'pid'), h('th', {}, 'waiting for'), h('th', {}, 'command'))), h('tbody', {}, db.waiting.map((w) => processRow(w, [h('span', { class: 'tag' }, w.why)])))))
     : h('p', { id: 'lock-waiting', class: 'muted' }, 'Nobody waits.');
   const b = db.beside;
   const readers = h(

@@ -114,7 +114,7 @@ def run(opts: MountOptions) -> None:
     def report() -> dict[str, Any]:
         databases = [db.as_dict() for db in manager.snapshot()]
         for db in databases:
-            for entry in [db["admitted"], *db["waiting"]]:
+            for entry in [db["admitted"], *db["waiting"], *db["owners"]]:
                 if entry is not None:
                     entry["command"] = _cmdline(entry["pid"])
             if db["beside"] is not None:

@@ -5,8 +5,9 @@ Why turns at all (docs/architecture.md, "Writers take turns, readers run beside"
 that writes needs a snapshot taken after the previous commit, so writers are serialized at their
 snapshot, before they have read anything; readers need no turn. When a transaction takes its
 snapshot the daemon cannot know whether it will write, so it goes by what the owner did before
-(`Intents`) and, for an owner not known to write, gives the turn tentatively: a window after which
-a transaction that has not written goes on beside and the turn passes on.
+(`Intents`): an owner whose last transaction only read leads the writers in line, and every turn
+has a window after which a transaction that has not asked to write, its thread asleep, goes on
+beside and the turn passes on.
 
 Every method runs under the lock manager's mutex. The database reads its files' tables through
 the manager's registry (`files`) and never changes them: the manager applies every grant and unlock.
@@ -19,9 +20,9 @@ from collections.abc import Callable, Mapping
 
 from hoodydb.locks import protocol
 from hoodydb.locks.files import LockedFile
-from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Ticket
-from hoodydb.locks.intents import Beside, Intent, Intents
-from hoodydb.locks.report import BesideReport, DatabaseReport, TurnReport, WaiterReport
+from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Reason, Ticket
+from hoodydb.locks.intents import Aside, Beside, Intent, Intents
+from hoodydb.locks.report import BesideReport, DatabaseReport, OwnerReport, TurnReport, WaiterReport
 from hoodydb.locks.settings import LockSettings
 from hoodydb.locks.types import FileKey, FileRole, Lock, LockKind, LockRequest, Outcome, Owner, Policy
 from hoodydb.locks.waiting import AbortCheck, WaitRoom
@@ -79,7 +80,7 @@ class Database:
     @property
     def idle(self) -> bool:
         """Nobody holds or waits for the turn: the database may be forgotten once nobody has it open."""
-        return self.gate.admitted is None and not self.gate.queue
+        return self.gate.admitted is None and not self.gate.waiting
 
     # -- what a request tells about its owner ---------------------------------------------------
 
@@ -117,56 +118,79 @@ class Database:
     # -- the policy ----------------------------------------------------------------------------
 
     def start(self, f: LockedFile, req: LockRequest, deadline: float | None, abort: AbortCheck) -> Outcome:
-        """A transaction starts: take a turn, a window, or go beside."""
+        """A transaction starts: take a turn (with a window, under `beside`) or go beside."""
         if req.owner in self.ro_owners:
             # A read-only open cannot write: it never takes a turn.
             if req.kind is LockKind.READ:
-                self._begin_beside(req, learn=False)
+                self._begin_beside(req, Aside.READ_ONLY, learn=False)
             return Outcome.GRANTED
-        tentative = False
-        if self.settings.policy is Policy.BESIDE:
+        beside = self.settings.policy is Policy.BESIDE
+        reason = Reason.WRITER
+        if beside:
             intent = self.intents.of(req.owner)
-            if (
-                intent is Intent.READER
-                and not protocol.is_write_start(req)
-                and not self.gate.is_admitted(req.owner)
-            ):
-                self._begin_beside(req, learn=True)
+            writes = protocol.is_write_start(req)
+            if intent is Intent.READER and not writes and not self.gate.is_admitted(req.owner):
+                self._begin_beside(req, Aside.READER, learn=True)
                 return Outcome.GRANTED
-            tentative = intent is not Intent.WRITER
-        outcome = self._admit(f, req, deadline, abort, tentative)
+            if self.intents.predicts_read(req.owner) and not writes:
+                reason = Reason.PREDICTED_READER
+            elif intent is Intent.NEW:
+                reason = Reason.NEW
+        ticket = Ticket(
+            req.owner,
+            req.pid,
+            self.clock(),
+            # Rule 3: a read slot or DMS asked for with a view of the -shm from before the last
+            # commit must look again; the WRITE lock makes SQLite re-read it anyway.
+            reserve_on_handoff=f.role is FileRole.SHM and req.locks != Lock.WRITE,
+            reason=reason,
+            window=beside,
+        )
+        outcome = self._take_turn(ticket, req, deadline, abort)
         if outcome is Outcome.GRANTED:
             self._note_first_transaction(req)
         return outcome
 
-    def _begin_beside(self, req: LockRequest, *, learn: bool) -> None:
+    def _begin_beside(self, req: LockRequest, why: Aside, *, learn: bool) -> None:
         if req.owner not in self.beside:
-            self.beside[req.owner] = Beside(req.pid, self.clock(), learn)
+            self.beside[req.owner] = Beside(req.pid, self.clock(), learn, why)
             self.gate.counters.beside += 1
 
-    def write_intent(self, req: LockRequest) -> Outcome:
+    def write_intent(self, req: LockRequest, deadline: float | None, abort: AbortCheck) -> Outcome:
         """RESERVED, or the WAL's WRITE lock inside a transaction: the owner writes.
 
         From the owner holding the turn this is what the turn is for. From a transaction beside
-        it (a reader turned writer), SQLite already holds a snapshot that nobody checked: it may
-        write only if nobody holds or waits for the turn; otherwise the answer is "database is
-        locked", as natively (with a busy timeout an autocommit statement then starts over, now
-        as a known writer, and queues)."""
+        it (a reader turned writer, or another connection of a process that reads beside),
+        SQLite already holds a snapshot that nobody checked. It takes the turn if nobody holds
+        or waits for it. Otherwise, in WAL mode, it waits for the turn in the leading lane and
+        SQLite checks its snapshot once it has the WRITE lock: still the latest commit, the write
+        goes through; stale, SQLite answers SQLITE_BUSY_SNAPSHOT as natively (and with a busy
+        timeout an autocommit statement starts over, the turn held for it meanwhile). With a
+        rollback journal it may not wait (the writer holding the turn waits for its SHARED lock
+        to commit): "database is locked" at once, as natively."""
         self.intents.learn(req.owner, Intent.WRITER)
         if req.owner in self.ro_owners or self.settings.policy is not Policy.BESIDE:
             return Outcome.GRANTED  # (serial: the writer holds the turn; read-only: SQLite refuses)
         gate = self.gate
         if gate.is_admitted(req.owner):
-            gate.known_writer()
+            gate.writing()
             return Outcome.GRANTED
         self.tick(self.clock())
-        if gate.try_enter(req.owner, req.pid):
+        if gate.try_enter(req.owner, req.pid, Reason.WRITE_FROM_BESIDE):
             self._room.granted(req.owner)
-            self.beside.pop(req.owner, None)
-            gate.note_entered(req.owner)  # its snapshot is taken: the transaction is under way
-            return Outcome.GRANTED
-        gate.counters.refused_writes += 1
-        return Outcome.BUSY
+            outcome = Outcome.GRANTED
+        elif req.role is FileRole.DATABASE:
+            gate.counters.refused_writes += 1
+            return Outcome.BUSY
+        else:
+            ticket = Ticket(req.owner, req.pid, self.clock(), False, Reason.WRITE_FROM_BESIDE)
+            outcome = self._take_turn(ticket, req, deadline, abort)
+            if outcome is not Outcome.GRANTED:
+                return outcome
+        gate.counters.writes_from_beside += 1
+        self.beside.pop(req.owner, None)
+        gate.note_entered(req.owner)  # its snapshot is taken: the transaction is under way
+        return outcome
 
     def tick(self, now: float) -> float | None:
         """Let time-bound turns run out; how long until the next one may."""
@@ -177,12 +201,13 @@ class Database:
             assert admission is not None
             if self.working is not None and self.working(admission.pid):
                 # Starting a write, most likely, on a machine too busy to run it: look again soon.
-                gate.extend_window(now + self.settings.fresh_window / 2)
+                gate.extend_window(now + self.settings.window / 2)
             # Never while it rebuilds the index or writes: others would run on a half-done state.
             elif not protocol.changes_the_index(self.shm, self.dbf, admission.owner):
                 gate.pass_on()
+                learn = not admission.first_on_handle
                 self.beside[admission.owner] = Beside(
-                    admission.pid, admission.since, not admission.first_on_handle
+                    admission.pid, admission.since, learn, Aside.WINDOW_PASSED
                 )
                 trace.debug("pid %d: window over, reads on beside", admission.pid)
         admitted = gate.admitted
@@ -195,26 +220,17 @@ class Database:
         ]
         return min(moments, default=None)
 
-    def _admit(
-        self, f: LockedFile, req: LockRequest, deadline: float | None, abort: AbortCheck, tentative: bool
+    def _take_turn(
+        self, ticket: Ticket, req: LockRequest, deadline: float | None, abort: AbortCheck
     ) -> Outcome:
+        """Admit the ticket's owner at once if nobody holds or waits for the turn, else wait in line."""
         gate = self.gate
         self.tick(self.clock())
-        if gate.try_enter(req.owner, req.pid, tentative):
+        if gate.try_enter(req.owner, req.pid, ticket.reason, ticket.window):
             self._room.granted(req.owner)
             return Outcome.GRANTED
         waiter = self._room.waiter(req.owner, lambda: set())
-        ticket = Ticket(
-            req.owner,
-            req.pid,
-            self.clock(),
-            # Rule 3: a read slot or DMS asked for with a view of the -shm from before the last
-            # commit must look again; the WRITE lock makes SQLite re-read it anyway.
-            reserve_on_handoff=f.role is FileRole.SHM and req.locks != Lock.WRITE,
-            tentative=tentative,
-            wake=waiter.cond.notify,
-            on_head=waiter.cond.notify,
-        )
+        ticket.wake = ticket.on_head = waiter.cond.notify
         gate.enqueue(ticket)
 
         def blockers() -> set[Owner]:
@@ -260,7 +276,7 @@ class Database:
                 # WAL: SQLite retries a refused read slot 100 times, silently, then fails with
                 # "locking protocol". Read beside instead: a writer is then refused its WRITE lock
                 # ("database is locked", as natively behind a stuck writer), a reader reads.
-                self._begin_beside(req, learn=False)
+                self._begin_beside(req, Aside.TIMED_OUT, learn=False)
                 return Outcome.GRANTED
             return outcome
         if ticket.reserve_on_handoff:
@@ -282,22 +298,37 @@ class Database:
         self.gate.note_first_on_handle(req.owner)
 
     def _end_turn(self, admission: Admission) -> None:
+        owner = admission.owner
         # A short read in the turn teaches nothing: an owner that polls with quick reads and then
         # writes (BEGIN IMMEDIATE at busy timeout 0, as task queues do) must keep finding its turn.
-        if admission.first_on_handle and not admission.wrote and self.settings.schema_grace > 0:
-            self.gate.hold_for(admission.owner, self.settings.schema_grace)
-        else:
-            self.gate.leave(admission.owner)
+        schema_read = admission.first_on_handle and not admission.wrote
+        if schema_read and self.settings.schema_grace > 0:
+            self.gate.hold_for(owner, self.settings.schema_grace)
+            return
+        if not schema_read:  # (which says nothing of what the connection goes on to do)
+            self.intents.ended(owner, admission.wrote)
+        if admission.ends_with_write and protocol.in_transaction(self.dbf, self.shm, owner):
+            # Its process reads on (another connection's read slot), or SQLite refused the write
+            # of a stale snapshot and its busy handler is about to start over: its retry has no
+            # visible start, so the turn waits for it a moment.
+            self.gate.hold_for(owner, self.settings.write_retry_grace)
+            self.beside[owner] = Beside(admission.pid, self.clock(), False, Aside.AFTER_WRITE)
+            return
+        self.gate.leave(owner)
 
     def _transaction_over(self, owner: Owner) -> bool:
-        """Rule 4: the admitted owner holds no transaction locks any more."""
+        """Rule 4: the admitted owner holds no transaction locks any more. A write from beside
+        is over when it lets go of the WRITE lock."""
         shm = self.shm
+        admission = self.gate.admission_of(owner)
+        if admission is not None and admission.ends_with_write:
+            return admission.wrote and not (shm is not None and shm.holds(owner, Lock.WRITE))
         if protocol.in_transaction(self.dbf, shm, owner):
             return False
         if protocol.in_wal_mode(shm, owner):
             # WAL: the connection keeps SHARED on the database between transactions. The
             # transaction is over once it has held a read slot and let it go again.
-            return self.gate.admitted is None or self.gate.admitted.entered
+            return admission is None or admission.entered
         return True
 
     def _end_beside(self, owner: Owner) -> Beside | None:
@@ -338,8 +369,10 @@ class Database:
                 self.wal_ready = True  # a WAL transaction completed: the index is built
             self._end_turn(admission)
         ended = self._end_beside(owner)
-        if ended is not None and ended.learn:
-            self.intents.learn(owner, Intent.READER)
+        if ended is not None:
+            self.intents.ended(owner, wrote=False)
+            if ended.learn:
+                self.intents.learn(owner, Intent.READER)
         if f.role is FileRole.SHM and released_dms and self.wal_ready and not protocol.wal_active(self.shm):
             # The last connection let go of the -shm: the next one rebuilds the index
             # (recovery), and that must happen inside a turn, not beside one.
@@ -358,7 +391,7 @@ class Database:
         admission = self.gate.admission_of(owner)
         if admission is None:
             return
-        if self._transaction_over(owner):
+        if self._transaction_over(owner) or (admission.ends_with_write and not admission.wrote):
             self.gate.leave(owner)
         elif (
             not admission.entered
@@ -445,29 +478,39 @@ class Database:
                 holders.update(f.table.pids)
         counters = gate.counters if history is None else gate.counters.add(history)
         admitted = gate.admitted
-        oldest = min(self.beside.values(), key=lambda b: b.since, default=None)
-        beside = (
-            None
-            if oldest is None
-            else BesideReport(len(self.beside), oldest.pid, round(now - oldest.since, 3))
-        )
-        return DatabaseReport(
-            database=self.name or f"inode {self.key[1]}",
-            mode=self.mode,
-            admitted=None
-            if admitted is None
-            else TurnReport(
+        turn = None
+        owners: dict[Owner, OwnerReport] = {}
+        if admitted is not None:
+            why = "writing" if admitted.wrote else admitted.reason.value
+            turn = TurnReport(
                 pid=admitted.pid,
                 seconds=round(now - admitted.since, 3),
                 reserved=admitted.reserved_until is not None,
                 exclusive_first=self._priority_owner(now) is not None,
-                tentative=admitted.tentative,
-            ),
-            waiting=[WaiterReport(t.pid, round(now - t.since, 3)) for t in gate.queue],
+                why=why,
+                window=admitted.window_until is not None,
+            )
+            owners[admitted.owner] = OwnerReport(admitted.pid, "turn", why, turn.seconds)
+        waiting = [WaiterReport(t.pid, round(now - t.since, 3), t.reason.value) for t in gate.queue]
+        for t, w in zip(gate.queue, waiting, strict=True):
+            owners.setdefault(t.owner, OwnerReport(w.pid, "waiting", w.why, w.seconds))
+        for owner, b in self.beside.items():
+            owners.setdefault(owner, OwnerReport(b.pid, "beside", b.why.value, round(now - b.since, 3)))
+        for owner, pid in holders.items():
+            owners.setdefault(owner, OwnerReport(pid, "idle", "", 0.0))
+        oldest = min(self.beside.values(), key=lambda b: b.since, default=None)
+        return DatabaseReport(
+            database=self.name or f"inode {self.key[1]}",
+            mode=self.mode,
+            admitted=turn,
+            waiting=waiting,
             readers=sorted(b.pid for b in self.beside.values()),
-            beside=beside,
+            beside=None
+            if oldest is None
+            else BesideReport(len(self.beside), oldest.pid, round(now - oldest.since, 3)),
             writers=sorted(holders[o] for o in self.intents.writers() if o in holders),
             holders=sorted(set(holders.values())),
             counters=counters.as_dict(),
-            still_seconds=round(now - gate.moved_at, 3) if gate.queue else None,
+            still_seconds=round(now - gate.moved_at, 3) if gate.waiting else None,
+            owners=sorted(owners.values(), key=lambda o: (o.state, o.pid)),
         )

@@ -1,23 +1,42 @@
-"""The admission gate of one database: one turn at a time, FIFO, direct hand-off.
+"""The admission gate of one database: one turn at a time, direct hand-off, two lanes.
 
 Pure bookkeeping, no threads and no I/O: the lock manager asks it who may run and tells it when a
-transaction ends; it answers which waiting ticket to wake. Invariants:
+transaction ends; it answers which waiting ticket to wake. Tickets wait in one of two lanes:
+writers, in arrival order, and a leading lane for transactions expected to be short (a predicted
+reader) or already under way (a write from beside the turn). The next turn goes to the leading
+lane unless the first writer has waited `reader_lead` or longer: a read from a read-write
+connection waits for the transaction holding the turn, not for the queue behind it, and a writer
+is passed over for a bounded time only. Invariants:
 - at most one owner is admitted;
-- every ticket in the queue belongs to an owner that is not admitted;
-- a reservation (the "WAL retry" rule in docs/architecture.md) belongs to the admitted owner and
-  ends when used or expired;
-- a window (policy `beside`) belongs to a tentative admission: an owner not yet known to write.
-  The manager decides when it has run out (`window_over`) and calls `pass_on`.
+- every waiting ticket belongs to an owner that is not admitted;
+- a reservation (the "WAL retry" rule in docs/architecture.md, or a grace) belongs to the admitted
+  owner and ends when used or expired;
+- a window (policy `beside`) belongs to an admission that has not written. The manager decides when
+  it has run out (`window_over`) and calls `pass_on`.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hoodydb.locks.settings import LockSettings
 from hoodydb.locks.types import Owner
+
+
+class Reason(enum.Enum):
+    """Why an owner holds, or waits for, the turn (`hoodydb locks` shows it)."""
+
+    NEW = "new"  # nothing known of the owner yet
+    WRITER = "writer"  # its last transaction wrote
+    PREDICTED_READER = "predicted reader"  # its last transaction only read: it leads
+    WRITE_FROM_BESIDE = "write from beside"  # a transaction beside the turn asked to write: it leads
+
+    @property
+    def leads(self) -> bool:
+        return self in (Reason.PREDICTED_READER, Reason.WRITE_FROM_BESIDE)
 
 
 @dataclass(eq=False, slots=True)
@@ -28,7 +47,8 @@ class Ticket:
     pid: int
     since: float
     reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
-    tentative: bool = False  # its owner is not known to write: its turn is a window
+    reason: Reason = Reason.WRITER
+    window: bool = False  # its turn is a window (policy `beside`)
     wake: Callable[[], None] = lambda: None  # it is admitted
     on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
@@ -44,8 +64,9 @@ class Admission:
     wrote: bool = False  # has held a write lock of a write transaction (RESERVED and up, WAL WRITE)
     first_on_handle: bool = False  # started by a connection's first transaction: its schema read
     priority_until: float | None = None  # newcomers wait behind its EXCLUSIVE until then (manager)
-    tentative: bool = False  # its owner is not known to write (policy `beside`)
-    window_until: float | None = None  # a tentative turn that has not written may pass on then
+    reason: Reason = Reason.WRITER
+    window_until: float | None = None  # a turn that has not written may pass on then (`beside`)
+    ends_with_write: bool = False  # a write from beside: the turn ends when its WRITE lock goes
 
     @property
     def held(self) -> bool:
@@ -61,9 +82,11 @@ class GateCounters:
     timeouts: int = 0  # queued starts answered EAGAIN at the wait bound
     interrupts: int = 0  # queued starts whose client was interrupted (signal, kill)
     victims: int = 0  # queued starts refused to break a wait-for cycle
-    passed_on: int = 0  # tentative turns that had not written in their window: they went on beside
+    passed_on: int = 0  # turns that had not written in their window: they went on beside
     beside: int = 0  # transactions of readers that ran beside the turn (policy `beside`)
-    refused_writes: int = 0  # writes from beside refused because another writer had the turn
+    led: int = 0  # turns given to the leading lane while writers waited
+    writes_from_beside: int = 0  # transactions beside the turn that asked to write and took it
+    refused_writes: int = 0  # writes from beside refused (rollback journal: another writer had the turn)
     refused_full: int = 0  # starts refused at once: as many requests were parked as the daemon allows
     expired_reservations: int = 0
     wait_seconds: float = 0.0
@@ -84,41 +107,57 @@ class AdmissionGate:
     clock: Callable[[], float]
     settings: LockSettings = field(default_factory=LockSettings)
     admitted: Admission | None = None
-    queue: deque[Ticket] = field(default_factory=deque)
+    writers: deque[Ticket] = field(default_factory=deque)  # in arrival order
+    leading: deque[Ticket] = field(default_factory=deque)  # predicted readers, writes from beside
     counters: GateCounters = field(default_factory=GateCounters)
     moved_at: float = 0.0  # when the turn last went to a transaction: queued waits are bound from it
+    # How many tickets each waiting owner has: several when threads of one process wait. A
+    # hand-off wakes them all, and looks through the lanes only for such an owner.
+    _tickets: dict[Owner, int] = field(default_factory=dict)
 
-    def try_enter(self, owner: Owner, pid: int, tentative: bool = False) -> bool:
+    @property
+    def queue(self) -> list[Ticket]:
+        """Every waiting ticket, the leading lane first."""
+        return [*self.leading, *self.writers]
+
+    @property
+    def waiting(self) -> int:
+        return len(self.leading) + len(self.writers)
+
+    def try_enter(self, owner: Owner, pid: int, reason: Reason = Reason.WRITER, window: bool = False) -> bool:
         """Admit `owner` if it already holds the turn, or if nobody holds or waits for it.
 
-        `tentative`: the transaction starting may only read; its turn is a window."""
+        `window`: its turn may pass on if it has not written when the window runs out."""
         now = self.clock()
         self.expire(now)
         current = self.admitted
         if current is not None and current.owner == owner:
             current.reserved_until = None
-            self._open_window(current, now, tentative)
+            current.reason = reason
+            self._open_window(current, now, window)
             self.moved_at = now
             if current.window_until is not None:
                 self.wake_head()  # a new timed moment for the head to keep
             return True
-        if current is None and not self.queue:
-            self.admitted = Admission(owner, pid, now)
+        if current is None and not self.waiting:
+            self.admitted = Admission(
+                owner, pid, now, reason=reason, ends_with_write=reason is Reason.WRITE_FROM_BESIDE
+            )
             self.moved_at = now
-            self._open_window(self.admitted, now, tentative)
+            self._open_window(self.admitted, now, window)
             self.counters.transactions += 1
             return True
         return False
 
-    def _open_window(self, admission: Admission, now: float, tentative: bool) -> None:
-        admission.tentative = tentative and not admission.wrote
-        admission.window_until = now + self.settings.fresh_window if admission.tentative else None
+    def _open_window(self, admission: Admission, now: float, window: bool) -> None:
+        admission.window_until = now + self.settings.window if window and not admission.wrote else None
 
-    def known_writer(self) -> None:
-        """The admitted owner asked to write: its turn is no window any more."""
+    def writing(self) -> None:
+        """The admitted owner asked to write: its turn is no window any more, and a turn held for
+        it (a grace) is in use again."""
         if self.admitted is not None:
-            self.admitted.tentative = False
             self.admitted.window_until = None
+            self.admitted.reserved_until = None
 
     def window_over(self, now: float) -> bool:
         """The admitted owner's window ran out without a write: the manager may pass the turn on."""
@@ -166,6 +205,7 @@ class AdmissionGate:
         current = self.admission_of(owner)
         if current is not None:
             current.wrote = True
+            current.window_until = None
 
     def note_first_on_handle(self, owner: Owner) -> None:
         """Its turn is its connection's first transaction: the schema read of a statement."""
@@ -176,10 +216,7 @@ class AdmissionGate:
     def reserve(self, owner: Owner) -> None:
         """Keep the turn for its retry (a WAL client refused before its read slot comes back at
         once), but only for a while: one that never comes back must not hold everyone."""
-        current = self.admission_of(owner)
-        if current is not None:
-            current.reserved_until = self.clock() + self.settings.reservation
-            self.wake_head()
+        self.hold_for(owner, self.settings.reservation)
 
     def claim_priority(self, owner: Owner, now: float) -> bool:
         """It is about to wait for EXCLUSIVE straight from SHARED: may newcomers be held behind it?
@@ -196,16 +233,21 @@ class AdmissionGate:
         current = self.admission_of(owner)
         return current is not None and current.priority_until is not None and now < current.priority_until
 
+    # -- the lanes -----------------------------------------------------------------------------
+
     def enqueue(self, ticket: Ticket) -> None:
-        self.queue.append(ticket)
+        self._tickets[ticket.owner] = self._tickets.get(ticket.owner, 0) + 1
+        self._lane(ticket).append(ticket)
         self.counters.waits += 1
-        self.counters.max_queue = max(self.counters.max_queue, len(self.queue))
+        self.counters.max_queue = max(self.counters.max_queue, self.waiting)
 
     def cancel(self, ticket: Ticket) -> list[Ticket]:
         """Withdraw a waiting ticket (timeout, interrupt); returns the tickets woken, if any."""
-        if ticket in self.queue:
-            head = self.queue[0] is ticket
-            self.queue.remove(ticket)
+        lane = self._lane(ticket)
+        if ticket in lane:
+            head = self.head(ticket)
+            lane.remove(ticket)
+            self._forget_one(ticket.owner)
             if head:
                 self.wake_head()  # the new head keeps the gate's time
         self.counters.wait_seconds += self.clock() - ticket.since
@@ -214,7 +256,7 @@ class AdmissionGate:
         return []
 
     def leave(self, owner: Owner) -> list[Ticket]:
-        """The transaction of `owner` is over: give the turn to the head of the queue."""
+        """The transaction of `owner` is over: give the turn to the next in line."""
         if not self.is_admitted(owner):
             return []
         self.admitted = None
@@ -224,7 +266,7 @@ class AdmissionGate:
         """Keep the turn of `owner`, between two of its transactions, for `seconds` at most."""
         current = self.admitted
         if current is not None and current.owner == owner:
-            current.entered = current.first_on_handle = False  # once per connection
+            current.entered = current.first_on_handle = current.wrote = False  # its next transaction
             current.reserved_until = self.clock() + seconds
             self.wake_head()  # it sleeps until the hold runs out
 
@@ -236,37 +278,71 @@ class AdmissionGate:
         self.counters.expired_reservations += 1
         return self.leave(current.owner)
 
+    def _lane(self, ticket: Ticket) -> deque[Ticket]:
+        return self.leading if ticket.reason.leads else self.writers
+
+    def _forget_one(self, owner: Owner) -> None:
+        left = self._tickets.get(owner, 0) - 1
+        if left > 0:
+            self._tickets[owner] = left
+        else:
+            self._tickets.pop(owner, None)
+
+    def _next_lane(self, now: float) -> deque[Ticket]:
+        """The leading lane, unless the first writer has been passed over for long enough."""
+        if not self.leading:
+            return self.writers
+        if self.writers and now - self.writers[0].since >= self.settings.reader_lead:
+            return self.writers
+        return self.leading
+
     def _hand_off(self) -> list[Ticket]:
-        """Admit the head ticket's owner and wake its tickets (several when threads of one process wait)."""
-        if not self.queue:
+        """Admit the next ticket's owner and wake its tickets (several when threads of one process wait)."""
+        if not self.waiting:
             return []
-        head = self.queue.popleft()
         now = self.clock()
+        lane = self._next_lane(now)
+        if lane is self.leading and self.writers:
+            self.counters.led += 1
+        head = lane.popleft()
         self.moved_at = now
         self.admitted = Admission(
             head.owner,
             head.pid,
             now,
             reserved_until=now + self.settings.reservation if head.reserve_on_handoff else None,
+            reason=head.reason,
+            ends_with_write=head.reason is Reason.WRITE_FROM_BESIDE,
         )
         if not head.reserve_on_handoff:  # (a reserved turn opens its window when it is used)
-            self._open_window(self.admitted, now, head.tentative)
+            self._open_window(self.admitted, now, head.window)
         self.counters.transactions += 1
-        woken = [head] + [t for t in self.queue if t.owner == head.owner]
+        woken = [head]
+        if self._tickets.pop(head.owner, 0) > 1:
+            for each in (self.leading, self.writers):
+                woken += [t for t in each if t.owner == head.owner]
+                kept = [t for t in each if t.owner != head.owner]
+                each.clear()
+                each.extend(kept)
         for ticket in woken:
             ticket.admitted = True
             self.counters.wait_seconds += now - ticket.since
             ticket.wake()
-        self.queue = deque(t for t in self.queue if t.owner != head.owner)
         self.wake_head()  # the new head keeps the gate's time
         return woken
 
     def wake_head(self) -> None:
         """The head looks at the admitted owner's timed moments again (they changed, or it is new)."""
-        if self.queue:
-            self.queue[0].on_head()
+        head = self._head()
+        if head is not None:
+            head.on_head()
+
+    def _head(self) -> Ticket | None:
+        if self.leading:
+            return self.leading[0]
+        return self.writers[0] if self.writers else None
 
     def head(self, ticket: Ticket) -> bool:
-        """Is `ticket` first in the queue? Only the head wakes for the gate's timed moments (a
-        window or a reservation running out): the other waiters sleep until they are woken."""
-        return bool(self.queue) and self.queue[0] is ticket
+        """Is `ticket` the one that keeps the gate's time? Only it wakes for the gate's timed moments
+        (a window or a reservation running out); the other waiters sleep until they are woken."""
+        return self._head() is ticket

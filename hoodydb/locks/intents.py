@@ -15,18 +15,30 @@ from hoodydb.locks.types import Owner
 
 
 class Intent(enum.Enum):
-    NEW = "new"  # nothing known: its turn is a window (gate.py)
-    READER = "reader"  # a long transaction of it read only: its window passed the turn on
+    NEW = "new"  # nothing known yet
+    READER = "reader"  # a long transaction of it read only (its window passed the turn on), and
+    # it has not written since: its transactions run beside
     WRITER = "writer"  # it has taken RESERVED or the WAL's WRITE lock
+
+
+class Aside(enum.Enum):
+    """Why a transaction runs beside the turn (`hoodydb locks` shows it)."""
+
+    READ_ONLY = "read-only open"  # it cannot write
+    READER = "reader"  # its owner has shown long reads and has not written since
+    WINDOW_PASSED = "window passed"  # it held the turn for a window without asking to write
+    TIMED_OUT = "turn timed out"  # its read slot waited the lock timeout: it reads on, a write is refused
+    AFTER_WRITE = "read after its write"  # another connection of its process wrote from beside
 
 
 @dataclass(slots=True)
 class Beside:
-    """A transaction running beside the turn: a reader's, or a window that passed the turn on."""
+    """A transaction running beside the turn."""
 
     pid: int
     since: float
     learn: bool  # its end without a write makes its owner a reader (not so for a schema read)
+    why: Aside = Aside.READER
 
 
 class Intents:
@@ -39,12 +51,13 @@ class Intents:
     of open connections.
     """
 
-    __slots__ = ("_handles", "_intent", "_owners")
+    __slots__ = ("_handles", "_intent", "_last_read", "_owners")
 
     def __init__(self) -> None:
         self._intent: dict[Owner, Intent] = {}
         self._handles: dict[Owner, set[int]] = {}
         self._owners: dict[int, set[Owner]] = {}  # handle -> owners that locked through it
+        self._last_read: set[Owner] = set()  # owners whose last transaction only read
 
     def __len__(self) -> int:
         return len(self._handles)
@@ -66,8 +79,24 @@ class Intents:
         """Record what the owner just did. A writer stays a writer."""
         if owner not in self._handles:
             return  # through no known handle: nothing would ever forget it
+        if intent is Intent.WRITER:
+            self._last_read.discard(owner)
         if self._intent.get(owner) is not Intent.WRITER:
             self._intent[owner] = intent
+
+    def ended(self, owner: Owner, wrote: bool) -> None:
+        """A transaction of the owner ended: the prediction for its next one."""
+        if owner not in self._handles:
+            return
+        if wrote:
+            self._last_read.discard(owner)
+        else:
+            self._last_read.add(owner)
+
+    def predicts_read(self, owner: Owner) -> bool:
+        """Its last transaction only read, so its next one most likely will too. A guess: the turn
+        it gets is a proper one all the same (a wrong guess costs the writers it went ahead of)."""
+        return owner in self._last_read
 
     def forget_handle(self, handle: int) -> None:
         for owner in self._owners.pop(handle, ()):
@@ -78,6 +107,7 @@ class Intents:
             if not handles:
                 del self._handles[owner]
                 self._intent.pop(owner, None)
+                self._last_read.discard(owner)
 
     def writers(self) -> list[Owner]:
         return [owner for owner, intent in self._intent.items() if intent is Intent.WRITER]

@@ -79,7 +79,7 @@ class LockManager:
         """Transaction starts queued for a turn now, over every database (F_SETLKW waiters on
         other files are not contention for a database)."""
         with self._mu:
-            return sum(len(db.gate.queue) for db in self._dbs.values())
+            return sum(db.gate.waiting for db in self._dbs.values())
 
     def parked(self) -> dict[str, int]:
         """Requests parked now, the most at once, the bound, and how many it refused."""
@@ -212,7 +212,7 @@ class LockManager:
                     f = self._file(req)
             elif db.is_write_intent(f, req):
                 self._note_handle(db, req)
-                outcome = db.write_intent(req)
+                outcome = db.write_intent(req, deadline, abort)
                 if outcome is not Outcome.GRANTED:
                     log.debug("write refused %s: another writer has the turn", req)
                     return outcome

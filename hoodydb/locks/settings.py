@@ -15,7 +15,9 @@ from hoodydb.locks.types import Policy
 
 DEFAULT_POLICY = Policy.BESIDE
 DEFAULT_LOCK_TIMEOUT = 30.0
-DEFAULT_FRESH_WINDOW = 0.05
+DEFAULT_WINDOW = 0.05
+DEFAULT_READER_LEAD = 0.05
+DEFAULT_WRITE_RETRY_GRACE = 0.01
 DEFAULT_RESERVATION = 2.0
 DEFAULT_EXCLUSIVE_PRIORITY = 1.0
 DEFAULT_SCHEMA_GRACE = 0.005
@@ -38,9 +40,18 @@ class LockSettings:
     # moved for this long since it arrived; any other wait ends this long after it began.
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
-    # An owner not yet known to write keeps the turn this long before its transaction, if it has
-    # not written and its thread sleeps, goes on beside as a reader and the turn passes on.
-    fresh_window: float = DEFAULT_FRESH_WINDOW
+    # Policy `beside`: a transaction keeps the turn this long before, if it has not asked to write
+    # and its thread sleeps, it goes on beside as a reader and the turn passes on.
+    window: float = DEFAULT_WINDOW
+
+    # Policy `beside`: a predicted reader (an owner whose last transaction only read) and a write
+    # from beside the turn go ahead of writers that have waited less than this.
+    reader_lead: float = DEFAULT_READER_LEAD
+
+    # A write from beside the turn (SQLite already holds a snapshot) keeps the turn this long after
+    # it lets go of the WRITE lock while its owner still reads: a stale snapshot's write was refused
+    # (SQLITE_BUSY_SNAPSHOT) and SQLite's busy handler retries within a few milliseconds.
+    write_retry_grace: float = DEFAULT_WRITE_RETRY_GRACE
 
     # A WAL read slot admitted after waiting is answered EAGAIN and the turn kept for SQLite's
     # retry this long at most (a client that never comes back must not hold everyone).

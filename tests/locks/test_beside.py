@@ -47,7 +47,7 @@ _handles = itertools.count(500)
 
 
 def make(**kw: Any) -> LockManager:
-    return make_manager(**{"policy": Policy.BESIDE, "fresh_window": WINDOW, "schema_grace": 0.0, **kw})
+    return make_manager(**{"policy": Policy.BESIDE, "window": WINDOW, "schema_grace": 0.0, **kw})
 
 
 @pytest.fixture
@@ -153,24 +153,54 @@ def test_writers_still_queue_fifo_at_their_snapshot(mgr: LockManager) -> None:
     assert b.shmf(U, SLOT) == 0
 
 
-def test_a_reader_turned_writer_is_refused_while_another_writer_has_the_turn(mgr: LockManager) -> None:
-    """Its snapshot may predate the other's commit: "database is locked", as natively."""
+def test_a_reader_turned_writer_waits_for_the_turn_in_wal_mode(mgr: LockManager) -> None:
+    """Its snapshot was taken beside: it waits for the turn, ahead of the writers in line, and
+    SQLite checks the snapshot once the WRITE lock is granted (SQLITE_BUSY_SNAPSHOT if stale)."""
     r = reader(mgr, 1, wal=True)
-    w = writer(mgr, 2, wal=True)
+    w, w2 = writer(mgr, 2, wal=True), writer(mgr, 3, wal=True)
     assert r.wal_begin() == (0, 0)
     assert w.wal_begin() == (0, 0)
-    t0 = time.monotonic()
-    assert r.shmf(W, WRITE_LOCK) == errno.EAGAIN
-    assert time.monotonic() - t0 < 0.5
-    assert db_snapshot(mgr, "db")["counters"]["refused_writes"] == 1
-    assert r.shmf(U, SLOT) == 0
-    w.wal_write()
+    assert w.shmf(W, WRITE_LOCK) == 0  # writing: its turn has no window any more
+    asked = Bg(lambda: r.shmf(W, WRITE_LOCK))
+    assert asked.blocked()
+    queued = Bg(w2.wal_begin)
+    wait_until(lambda: waiting(mgr) == 2)
+    assert [x["why"] for x in db_snapshot(mgr, "db")["waiting"]] == ["write from beside", "writer"]
+    assert w.shmf(U, WRITE_LOCK) == 0
     assert w.shmf(U, SLOT) == 0
+    assert asked.get() == 0  # ahead of w2
+    snap = db_snapshot(mgr, "db")
+    assert snap["admitted"]["pid"] == r.pid and snap["admitted"]["why"] == "writing"
+    assert snap["counters"]["writes_from_beside"] == 1 and snap["counters"]["refused_writes"] == 0
+    assert r.shmf(U, WRITE_LOCK) == 0  # its turn ends with its write
+    assert queued.get() == (0, 1)
+    assert admitted_pid(mgr) == w2.pid
+    assert r.shmf(U, SLOT) == 0
+    w2.wal_write()
+    assert w2.shmf(U, SLOT) == 0
     # Now known as a writer: its next transaction takes a turn.
     assert r.wal_begin() == (0, 0)
     assert admitted_pid(mgr) == r.pid
     r.wal_write()
     assert r.shmf(U, SLOT) == 0
+
+
+def test_a_reader_turned_writer_is_refused_at_once_with_a_rollback_journal(mgr: LockManager) -> None:
+    """The writer holding the turn waits for the reader's SHARED to commit: the reader's RESERVED
+    may not wait for it. "database is locked", as natively."""
+    r = reader(mgr, 1, wal=False)
+    w = writer(mgr, 2, wal=False)
+    assert r.begin() == 0
+    assert w.begin() == 0
+    assert w.dbf(W, RESERVED) == 0
+    t0 = time.monotonic()
+    assert r.dbf(W, RESERVED) == errno.EAGAIN
+    assert time.monotonic() - t0 < 0.5
+    assert db_snapshot(mgr, "db")["counters"]["refused_writes"] == 1
+    r.end()
+    assert w.dbf(W, PENDING) == 0
+    assert w.dbf(W, SHARED) == 0
+    w.end()
 
 
 def test_a_reader_turned_writer_takes_the_turn_when_nobody_has_it(mgr: LockManager) -> None:
@@ -189,7 +219,7 @@ def test_a_reader_turned_writer_takes_the_turn_when_nobody_has_it(mgr: LockManag
     assert db_snapshot(mgr, "db")["writers"] == sorted([r.pid, w.pid])
 
 
-# -- the window of an owner not yet known to write ----------------------------------------------------
+# -- the window of every turn ----------------------------------------------------
 
 
 @pytest.mark.parametrize("wal", [False, True], ids=["rollback", "wal"])
@@ -201,7 +231,7 @@ def test_a_new_owner_that_only_reads_passes_the_turn_on_after_its_window(mgr: Lo
     assert (n.wal_begin() if wal else (n.begin(), 0)) == (0, 0)
     assert admitted_pid(mgr) == n.pid
     snap = db_snapshot(mgr, "db")
-    assert snap["admitted"]["tentative"] is True
+    assert snap["admitted"]["window"] is True and snap["admitted"]["why"] == "new"
     t0 = time.monotonic()
     turn = Bg(w.wal_begin if wal else w.begin)
     result = turn.get(timeout=SOON)
@@ -244,7 +274,9 @@ def test_no_window_opens_while_a_writer_waits(mgr: LockManager) -> None:
     holder.end()
     assert queued_writer.get() == 0
     assert admitted_pid(mgr) == w.pid
+    assert w.dbf(W, RESERVED) == 0  # (writing: no window to pass it on)
     assert queued_new.blocked()
+    w.write_and_commit()
     w.end()
     assert queued_new.get() == 0
     n.end()
@@ -321,8 +353,10 @@ def test_what_an_owner_did_is_forgotten_with_its_last_handle(mgr: LockManager) -
     mgr.forget_handle(r.handle)
     fresh = Client(mgr, r.owner, handle=next(_handles))  # a new process got the same owner id
     assert w.begin() == 0
+    assert w.dbf(W, RESERVED) == 0
     started = Bg(fresh.begin)
     assert started.blocked()  # NEW again: it queues for a turn
+    w.write_and_commit()
     w.end()
     assert started.get() == 0
     fresh.end()
@@ -411,3 +445,137 @@ def test_a_recover_probe_waits_for_the_index_rebuild(mgr: LockManager) -> None:
     assert probe.get() == 0
     assert ro.shmf(U, (WRITE_LOCK[0] + 2, WRITE_LOCK[0] + 3)) == 0
     assert rebuilder.shmf(U, WRITE_LOCK) == 0
+
+
+# -- every turn has a window, and readers lead ----------------------------------------------------
+
+
+def short_reader(mgr: LockManager, owner: int) -> Client:
+    """A WAL client whose last transaction was a short read (after its connection's first)."""
+    c = client(mgr, owner)
+    c.wal_open()
+    assert c.wal_begin() == (0, 0)
+    assert c.shmf(U, SLOT) == 0
+    return c
+
+
+def test_a_known_writers_long_read_passes_the_turn_on_after_its_window(mgr: LockManager) -> None:
+    """A backup tool or a report in a process that also writes: its read runs beside."""
+    w, other = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    assert w.wal_begin() == (0, 0)  # a read transaction left open
+    snap = db_snapshot(mgr, "db")
+    assert snap["admitted"]["why"] == "writer" and snap["admitted"]["window"] is True
+    t0 = time.monotonic()
+    assert other.wal_begin() == (0, 1)  # queued until the window ran out
+    assert time.monotonic() - t0 >= WINDOW * 0.8
+    owners = {o["pid"]: o for o in db_snapshot(mgr, "db")["owners"]}
+    assert owners[other.pid]["state"] == "turn"
+    assert (owners[w.pid]["state"], owners[w.pid]["why"]) == ("beside", "window passed")
+    other.wal_write()
+    assert other.shmf(U, SLOT) == 0
+    assert w.shmf(U, SLOT) == 0
+
+
+def test_a_predicted_reader_waits_for_the_holder_not_for_the_writers_in_line(mgr: LockManager) -> None:
+    holder, queued_writer = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    r = short_reader(mgr, 3)
+    assert holder.wal_begin() == (0, 0)
+    assert holder.shmf(W, WRITE_LOCK) == 0
+    w2 = Bg(queued_writer.wal_begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    read = Bg(r.wal_begin)
+    wait_until(lambda: waiting(mgr) == 2)
+    assert [x["why"] for x in db_snapshot(mgr, "db")["waiting"]] == ["predicted reader", "writer"]
+    assert holder.shmf(U, WRITE_LOCK) == 0
+    assert holder.shmf(U, SLOT) == 0
+    assert read.get() == (0, 1)  # first: right behind the holder
+    assert admitted_pid(mgr) == r.pid
+    assert w2.blocked(settle=WINDOW / 3)
+    assert r.shmf(U, SLOT) == 0
+    assert w2.get() == (0, 1)
+    assert db_snapshot(mgr, "db")["counters"]["led"] == 1
+    queued_writer.wal_write()
+    assert queued_writer.shmf(U, SLOT) == 0
+
+
+def test_a_wrong_guess_costs_fairness_not_an_error(mgr: LockManager) -> None:
+    """A predicted reader holds a proper turn at a fresh snapshot: its write goes through."""
+    holder, queued_writer = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    r = short_reader(mgr, 3)
+    assert holder.wal_begin() == (0, 0)
+    assert holder.shmf(W, WRITE_LOCK) == 0
+    w2 = Bg(queued_writer.wal_begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    read = Bg(r.wal_begin)
+    wait_until(lambda: waiting(mgr) == 2)
+    assert holder.shmf(U, WRITE_LOCK) == 0
+    assert holder.shmf(U, SLOT) == 0
+    assert read.get() == (0, 1)
+    assert r.shmf(W, WRITE_LOCK) == 0  # it writes after all: granted, it holds the turn
+    assert w2.blocked()
+    assert r.shmf(U, WRITE_LOCK) == 0
+    assert r.shmf(U, SLOT) == 0
+    assert w2.get() == (0, 1)
+    queued_writer.wal_write()
+    assert queued_writer.shmf(U, SLOT) == 0
+
+
+def test_readers_lead_only_writers_that_have_not_waited_long() -> None:
+    mgr = make(reader_lead=0.2)
+    mgr.name_database(DB, "db")
+    holder, queued_writer = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    r = short_reader(mgr, 3)
+    assert holder.wal_begin() == (0, 0)
+    assert holder.shmf(W, WRITE_LOCK) == 0
+    w2 = Bg(queued_writer.wal_begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    time.sleep(0.25)  # the writer in line has waited longer than readers may lead it
+    read = Bg(r.wal_begin)
+    wait_until(lambda: waiting(mgr) == 2)
+    assert holder.shmf(U, WRITE_LOCK) == 0
+    assert holder.shmf(U, SLOT) == 0
+    assert w2.get() == (0, 1)
+    assert read.blocked(settle=WINDOW / 3)
+    queued_writer.wal_write()
+    assert queued_writer.shmf(U, SLOT) == 0
+    assert read.get() == (0, 1)
+    assert r.shmf(U, SLOT) == 0
+    mgr.shutdown()
+
+
+def test_a_process_reading_beside_writes_from_another_connection() -> None:
+    """Litestream's shape: one connection holds a read transaction for ever (beside, once its
+    window passed), another connection of the same process writes now and then. Its read slot
+    is the owner's already, so the write has no visible start: the WRITE lock waits for the
+    turn, the turn ends with the write, and is held a moment for a busy handler's retry."""
+    mgr = make(write_retry_grace=0.3)
+    mgr.name_database(DB, "db")
+    lit, w = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    assert lit.wal_begin() == (0, 0)  # its long read
+    assert w.wal_begin() == (0, 1)  # after lit's window
+    assert w.shmf(W, WRITE_LOCK) == 0
+    asked = Bg(lambda: lit.shmf(W, WRITE_LOCK))  # its other connection, on the same slot
+    assert asked.blocked()
+    assert w.shmf(U, WRITE_LOCK) == 0
+    assert w.shmf(U, SLOT) == 0
+    assert asked.get() == 0
+    assert lit.shmf(U, WRITE_LOCK) == 0  # committed, or refused by SQLite: a stale snapshot
+    snap = db_snapshot(mgr, "db")
+    assert snap["admitted"]["pid"] == lit.pid and snap["admitted"]["reserved"] is True
+    queued = Bg(w.wal_begin)
+    wait_until(lambda: waiting(mgr) == 1)
+    t0 = time.monotonic()
+    assert lit.shmf(W, WRITE_LOCK) == 0  # the busy handler's retry: straight in
+    assert time.monotonic() - t0 < 0.1
+    assert lit.shmf(U, WRITE_LOCK) == 0
+    assert queued.get(timeout=SOON) == (0, 1)  # once the grace ran out
+    owners = {o["pid"]: o for o in db_snapshot(mgr, "db")["owners"]}
+    assert (owners[lit.pid]["state"], owners[lit.pid]["why"]) == ("beside", "read after its write")
+    w.wal_write()
+    assert w.shmf(U, SLOT) == 0
+    assert lit.shmf(U, SLOT) == 0
+    assert db_snapshot(mgr, "db")["owners"] == [
+        {"pid": lit.pid, "state": "idle", "why": "", "seconds": 0.0},
+        {"pid": w.pid, "state": "idle", "why": "", "seconds": 0.0},
+    ]
+    mgr.shutdown()

@@ -217,6 +217,8 @@ def test_counters_as_dict_lists_every_counter() -> None:
         "victims",
         "passed_on",
         "beside",
+        "led",
+        "writes_from_beside",
         "refused_writes",
         "refused_full",
         "expired_reservations",

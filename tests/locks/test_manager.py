@@ -875,6 +875,7 @@ def test_snapshot_fields() -> None:
         "holders",
         "counters",
         "still_seconds",
+        "owners",
     }
     assert snap["database"] == "db"
     assert snap["mode"] == "rollback"

@@ -240,13 +240,14 @@ export function createClient(options = {}) {
 }
 
 /**
- * @typedef {{ pid: number, seconds: number, command: string }} LockWaiter
- * @typedef {LockWaiter & { reserved: boolean, exclusive_first: boolean, tentative: boolean }} LockHolder
+ * @typedef {{ pid: number, seconds: number, command: string, why: string }} LockWaiter
+ * @typedef {LockWaiter & { reserved: boolean, exclusive_first: boolean, window: boolean }} LockHolder
+ * @typedef {{ pid: number, seconds: number, command: string, state: 'turn' | 'beside' | 'waiting' | 'idle', why: string }} LockOwner
  * @typedef {{ count: number, oldest_pid: number, oldest_seconds: number, oldest_command?: string }} LockBeside
  * @typedef {{ transactions: number, waits: number, timeouts: number, interrupts: number } & Record<string, number>} LockCounters
  * @typedef {{ database: string, mode: string, admitted: LockHolder | null, waiting: LockWaiter[],
  *             readers: number[], beside: LockBeside | null, writers: number[], holders: number[],
- *             counters: LockCounters, still_seconds: number | null }} DatabaseLocks
+ *             counters: LockCounters, still_seconds: number | null, owners: LockOwner[] }} DatabaseLocks
  * @typedef {{ now: number, peak: number, bound: number, refused: number }} LockParked
  * @typedef {{ mounted: boolean, databases: DatabaseLocks[], mountpoint?: string, pid?: number,
  *             policy?: string, lock_timeout?: number, pinned_to_cpu?: number | null,
