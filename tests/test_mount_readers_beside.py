@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Mounted, MountFactory
+from tests.test_faults import locks_report
 
 Outcome = tuple[int, str]  # (returncode, stderr)
 
@@ -118,6 +119,8 @@ if how == "read-only-open":
 else:
     conn = sqlite3.connect(path, timeout=0, isolation_level=None)
     conn.execute("SELECT count(*) FROM t").fetchone()  # an earlier read-only transaction
+if how == "after-a-write":
+    conn.execute("INSERT INTO t(x, who) VALUES (-1, 'reader')")  # a writer, as a backup tool is
 cur = conn.execute("SELECT x FROM t ORDER BY id")
 cur.fetchone()
 print(conn.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
@@ -129,30 +132,41 @@ print(during, 1 + rest, after, flush=True)
 """
 
 
-@pytest.mark.parametrize("how", ["after-a-read", "read-only-open"])
+@pytest.mark.parametrize("how", ["after-a-read", "after-a-write", "read-only-open"])
 def test_wal_writers_finish_beside_a_half_read_cursor(mounted: Mounted, how: str) -> None:
     """A reader with a statement half-read (a web handler streaming a result) and 16 writer
     processes with busy timeout 0: every writer is done while the cursor is still open.
 
-    `after-a-read`: a read-write connection that has ended a read-only transaction before is a
-    reader. `read-only-open`: `?mode=ro` always is (serial already let such opens by)."""
+    `after-a-read`: a read-write connection whose last transaction only read. `after-a-write`:
+    a process that has written, as a backup tool (Litestream) or a report in a web worker has:
+    its long read holds the turn only for its window, then goes on beside. `read-only-open`:
+    `?mode=ro` always reads beside (serial already let such opens by)."""
     db = mounted.path("cursor.db")
     initial, writers, each = 100, 16, 20
     create(db, "wal", initial)
+    base = initial + (how == "after-a-write")
     reader = start([sys.executable, "-c", HALF_READ_CURSOR, db, how])
     try:
-        assert hear(reader) == str(initial)
+        assert hear(reader) == str(base)
         outcomes = run_all(py_writers(db, writers, each))
         assert failures(outcomes) == []
         assert reader.poll() is None  # the writers finished beside the open cursor
+        (entry,) = [d for d in locks_report(mounted)["databases"] if d["database"] == "/cursor.db"]
+        (owner,) = [o for o in entry["owners"] if o["pid"] == reader.pid]
+        why = {
+            "after-a-read": "window passed",
+            "after-a-write": "window passed",
+            "read-only-open": "read-only open",
+        }
+        assert (owner["state"], owner["why"]) == ("beside", why[how])
         say(reader, "stop")
         # The cursor's snapshot held still; once it ended, the reader saw every commit.
-        assert hear(reader).split() == [str(initial), str(initial), str(initial + writers * each)]
+        assert hear(reader).split() == [str(base), str(base), str(base + writers * each)]
         assert reader.wait(timeout=60) == 0
     finally:
         reader.kill()
         reader.communicate()
-    assert count_and_check(db) == initial + writers * each
+    assert count_and_check(db) == base + writers * each
 
 
 def test_wal_cli_session_left_in_a_transaction_does_not_hold_cli_writers(mounted: Mounted) -> None:

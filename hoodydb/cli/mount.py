@@ -121,7 +121,8 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
             )
             readers = [o for o in db["owners"] if o["state"] == "beside"]
             for o in sorted(readers, key=lambda o: -o["seconds"])[:SHOWN_WAITERS]:
-                lines.append(f"    beside: pid {o['pid']} for {o['seconds']:.3f}s ({o['why']})  {o['command']}")
+                since = f"{o['seconds']:.3f}s ({o['why']})"
+                lines.append(f"    beside: pid {o['pid']} for {since}  {o['command']}")
         if db.get("writers"):
             lines.append(f"    writers (take turns): pids {', '.join(map(str, db['writers']))}")
     return "\n".join(lines)

@@ -94,6 +94,7 @@ def run(opts: MountOptions) -> None:
             layout=LockLayout(settings.pending_byte),
             lock_timeout=settings.lock_timeout,
             max_waiters=max(1, threads - THREAD_RESERVE),
+            speculative_reads=settings.speculative_reads,
         ),
         working=activity.working,
     )

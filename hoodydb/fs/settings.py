@@ -55,6 +55,16 @@ class MountSettings:
             "limits allow (`hoodydb locks --json` shows the number).",
         ),
     )
+    speculative_reads: bool = field(
+        default=False,
+        metadata=_cli(
+            None,
+            "WAL mode: a read-write connection whose last transaction only read reads beside the "
+            "writers, as natively, instead of taking a turn ahead of them. A write that follows on "
+            "a stale snapshot then gets SQLite's own 'database is locked' (a busy timeout retries "
+            "an autocommit statement). Off: no transaction that may write ever fails.",
+        ),
+    )
     kernel_cache: bool = field(
         default=True,
         metadata=_cli(

@@ -128,11 +128,15 @@ class Database:
         reason = Reason.WRITER
         if beside:
             intent = self.intents.of(req.owner)
-            writes = protocol.is_write_start(req)
-            if intent is Intent.READER and not writes and not self.gate.is_admitted(req.owner):
+            reads = not protocol.is_write_start(req) and not self.gate.is_admitted(req.owner)
+            if intent is Intent.READER and reads:
                 self._begin_beside(req, Aside.READER, learn=True)
                 return Outcome.GRANTED
-            if self.intents.predicts_read(req.owner) and not writes:
+            predicted = self.intents.predicts_read(req.owner) and not protocol.is_write_start(req)
+            if predicted and reads and self.settings.speculative_reads and protocol.is_read_slot(req):
+                self._begin_beside(req, Aside.SPECULATIVE, learn=False)
+                return Outcome.GRANTED
+            if predicted:
                 reason = Reason.PREDICTED_READER
             elif intent is Intent.NEW:
                 reason = Reason.NEW
@@ -299,6 +303,9 @@ class Database:
 
     def _end_turn(self, admission: Admission) -> None:
         owner = admission.owner
+        if admission.held:
+            self.gate.leave(owner)  # held for a transaction that did not come (its owner let go)
+            return
         # A short read in the turn teaches nothing: an owner that polls with quick reads and then
         # writes (BEGIN IMMEDIATE at busy timeout 0, as task queues do) must keep finding its turn.
         schema_read = admission.first_on_handle and not admission.wrote
@@ -318,13 +325,18 @@ class Database:
 
     def _transaction_over(self, owner: Owner) -> bool:
         """Rule 4: the admitted owner holds no transaction locks any more. A write from beside
-        is over when it lets go of the WRITE lock."""
+        is over when it lets go of the WRITE lock (its process may read on)."""
         shm = self.shm
         admission = self.gate.admission_of(owner)
-        if admission is not None and admission.ends_with_write:
-            return admission.wrote and not (shm is not None and shm.holds(owner, Lock.WRITE))
         if protocol.in_transaction(self.dbf, shm, owner):
-            return False
+            return (
+                admission is not None
+                and admission.ends_with_write
+                and admission.wrote
+                and not (shm is not None and shm.holds(owner, Lock.WRITE))
+            )
+        if admission is not None and admission.ends_with_write:
+            return True  # nothing left: a retry would start with a read slot of its own
         if protocol.in_wal_mode(shm, owner):
             # WAL: the connection keeps SHARED on the database between transactions. The
             # transaction is over once it has held a read slot and let it go again.
@@ -370,7 +382,8 @@ class Database:
             self._end_turn(admission)
         ended = self._end_beside(owner)
         if ended is not None:
-            self.intents.ended(owner, wrote=False)
+            if ended.why is not Aside.AFTER_WRITE:  # (that one ended with a write)
+                self.intents.ended(owner, wrote=False)
             if ended.learn:
                 self.intents.learn(owner, Intent.READER)
         if f.role is FileRole.SHM and released_dms and self.wal_ready and not protocol.wal_active(self.shm):

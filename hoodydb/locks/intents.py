@@ -26,6 +26,7 @@ class Aside(enum.Enum):
 
     READ_ONLY = "read-only open"  # it cannot write
     READER = "reader"  # its owner has shown long reads and has not written since
+    SPECULATIVE = "predicted reader"  # its owner's last transaction only read (`speculative_reads`)
     WINDOW_PASSED = "window passed"  # it held the turn for a window without asking to write
     TIMED_OUT = "turn timed out"  # its read slot waited the lock timeout: it reads on, a write is refused
     AFTER_WRITE = "read after its write"  # another connection of its process wrote from beside

@@ -48,6 +48,12 @@ class LockSettings:
     # from beside the turn go ahead of writers that have waited less than this.
     reader_lead: float = DEFAULT_READER_LEAD
 
+    # Policy `beside`, WAL mode: a predicted reader's transaction runs beside the writers instead
+    # of taking a turn, as WAL readers do natively. If it writes after all and someone committed
+    # since its snapshot, SQLite answers "database is locked" as natively (a busy timeout makes an
+    # autocommit statement start over, in a turn). Off: no transaction that may write ever fails.
+    speculative_reads: bool = False
+
     # A write from beside the turn (SQLite already holds a snapshot) keeps the turn this long after
     # it lets go of the WRITE lock while its owner still reads: a stale snapshot's write was refused
     # (SQLITE_BUSY_SNAPSHOT) and SQLite's busy handler retries within a few milliseconds.

@@ -579,3 +579,36 @@ def test_a_process_reading_beside_writes_from_another_connection() -> None:
         {"pid": w.pid, "state": "idle", "why": "", "seconds": 0.0},
     ]
     mgr.shutdown()
+
+
+def test_speculative_reads_run_beside_and_a_write_after_one_takes_a_turn() -> None:
+    """`speculative_reads`: a predicted reader reads beside the writer holding the turn, as
+    natively. If it writes after all, it waits for the turn (SQLite then checks its snapshot),
+    and its next transaction takes a proper turn."""
+    mgr = make(speculative_reads=True)
+    mgr.name_database(DB, "db")
+    holder, r = writer(mgr, 1, wal=True), short_reader(mgr, 2)
+    assert holder.wal_begin() == (0, 0)
+    assert holder.shmf(W, WRITE_LOCK) == 0
+    t0 = time.monotonic()
+    assert r.wal_begin() == (0, 0)  # beside the writer, at once
+    assert time.monotonic() - t0 < WINDOW / 2
+    owners = {o["pid"]: o for o in db_snapshot(mgr, "db")["owners"]}
+    assert (owners[r.pid]["state"], owners[r.pid]["why"]) == ("beside", "predicted reader")
+    asked = Bg(lambda: r.shmf(W, WRITE_LOCK))  # a wrong guess
+    assert asked.blocked(settle=WINDOW / 3)
+    assert holder.shmf(U, WRITE_LOCK) == 0
+    assert holder.shmf(U, SLOT) == 0
+    assert asked.get() == 0  # (SQLite finds its snapshot stale and lets go: SQLITE_BUSY_SNAPSHOT)
+    assert r.shmf(U, WRITE_LOCK) == 0
+    assert r.shmf(U, SLOT) == 0
+    assert holder.wal_begin() == (0, 0)
+    retried = Bg(r.wal_begin)  # its busy handler starts over: now in line, as a writer
+    wait_until(lambda: waiting(mgr) == 1)
+    assert [x["why"] for x in db_snapshot(mgr, "db")["waiting"]] == ["writer"]
+    holder.wal_write()
+    assert holder.shmf(U, SLOT) == 0
+    assert retried.get() == (0, 1)
+    r.wal_write()
+    assert r.shmf(U, SLOT) == 0
+    mgr.shutdown()
