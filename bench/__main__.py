@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 
-from bench import burst, contention, readers, single, webapp
+from bench import burst, contention, litestream, readers, single, webapp
 from bench.targets import open_targets, passthrough_available
 
 
@@ -136,10 +136,33 @@ def run_webapp(quick: bool, root: str | None, repeat: int, mount_args: list[str]
     return not failed
 
 
+def run_litestream(quick: bool, root: str | None, mount_args: list[str] | None) -> bool:
+    """The table, then False if a replica did not restore to exactly the rows committed."""
+    mounts = _mount_targets(mount_args)
+    t0 = time.monotonic()
+    with open_targets(("native",), more_mounts=mounts, root=root) as targets:
+        cells = litestream.run(targets, quick, lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"\n## Litestream beside writers ({'quick' if quick else 'full'}, {time.monotonic() - t0:.0f} s)\n")
+    print(
+        f"{litestream.WRITERS} writer processes, busy timeout 0, WAL, with and without "
+        "`litestream replicate` (a file replica) on the database. keep: autocommit INSERTs on a kept "
+        "connection; txn: BEGIN, a read, an INSERT, COMMIT.\n"
+    )
+    print(litestream.table(cells))
+    print()
+    print(litestream.error_notes(cells))
+    failed = litestream.failures(cells)
+    for line in failed:
+        print(f"INVARIANT BROKEN: {line}", file=sys.stderr)
+    return not failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "command", nargs="?", choices=["contention", "single", "readers", "burst", "webapp", "all"]
+        "command",
+        nargs="?",
+        choices=["contention", "single", "readers", "burst", "webapp", "litestream", "all"],
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a couple of minutes")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough_fh baseline")
@@ -153,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "--mount-args",
         action="append",
         metavar="ARGS",
-        help='readers, burst, webapp: arguments for `hoodydb mount`, e.g. "--policy serial"; given several '
-        'times, one mount per occurrence in the same run ("" for the defaults)',
+        help='readers, burst, webapp, litestream: arguments for `hoodydb mount`, e.g. "--policy serial"; '
+        'given several times, one mount per occurrence in the same run ("" for the defaults)',
     )
     parser.add_argument("--clients", help="burst: client counts, comma-separated (default: 64 to 4000)")
     parser.add_argument("--root", help="directory for the temporary files (default: the system tmp dir)")
@@ -176,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     if command in ("webapp", "all"):
         ok = run_webapp(quick, args.root, max(1, args.repeat), args.mount_args)
+    if command in ("litestream", "all"):
+        ok = run_litestream(quick, args.root, args.mount_args) and ok
     return 0 if ok else 1
 
 

