@@ -130,16 +130,17 @@ class AdmissionGate:
         `window`: its turn may pass on if it has not written when the window runs out."""
         now = self.clock()
         self.expire(now)
-        current = self.admitted
-        if current is not None and current.owner == owner:
+        current = self.admission_of(owner)
+        if current is not None:
             current.reserved_until = None
             current.reason = reason
+            current.ends_with_write = reason is Reason.WRITE_FROM_BESIDE  # a transaction of its own
             self._open_window(current, now, window)
             self.moved_at = now
             if current.window_until is not None:
                 self.wake_head()  # a new timed moment for the head to keep
             return True
-        if current is None and not self.waiting:
+        if self.admitted is None and not self.waiting:
             self.admitted = Admission(
                 owner, pid, now, reason=reason, ends_with_write=reason is Reason.WRITE_FROM_BESIDE
             )
@@ -264,8 +265,8 @@ class AdmissionGate:
 
     def hold_for(self, owner: Owner, seconds: float) -> None:
         """Keep the turn of `owner`, between two of its transactions, for `seconds` at most."""
-        current = self.admitted
-        if current is not None and current.owner == owner:
+        current = self.admission_of(owner)
+        if current is not None:
             current.entered = current.first_on_handle = current.wrote = False  # its next transaction
             current.reserved_until = self.clock() + seconds
             self.wake_head()  # it sleeps until the hold runs out
