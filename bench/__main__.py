@@ -109,6 +109,13 @@ def run_burst(quick: bool, root: str | None, mount_args: list[str] | None, count
     print(burst.error_notes(results))
 
 
+def _none_broken(failed: list[str]) -> bool:
+    """Say on stderr which invariants a run broke; True if none."""
+    for line in failed:
+        print(f"INVARIANT BROKEN: {line}", file=sys.stderr)
+    return not failed
+
+
 def run_webapp(quick: bool, root: str | None, repeat: int, mount_args: list[str] | None) -> bool:
     """The table, then False (and the broken invariants on stderr) if a run lost or invented an update."""
     mounts = _mount_targets(mount_args)
@@ -130,10 +137,7 @@ def run_webapp(quick: bool, root: str | None, repeat: int, mount_args: list[str]
     print(webapp.table(results))
     print()
     print(webapp.error_notes(results))
-    failed = webapp.failures(results)
-    for line in failed:
-        print(f"INVARIANT BROKEN: {line}", file=sys.stderr)
-    return not failed
+    return _none_broken(webapp.failures(results))
 
 
 def run_litestream(quick: bool, root: str | None, mount_args: list[str] | None) -> bool:
@@ -151,10 +155,7 @@ def run_litestream(quick: bool, root: str | None, mount_args: list[str] | None) 
     print(litestream.table(cells))
     print()
     print(litestream.error_notes(cells))
-    failed = litestream.failures(cells)
-    for line in failed:
-        print(f"INVARIANT BROKEN: {line}", file=sys.stderr)
-    return not failed
+    return _none_broken(litestream.failures(cells))
 
 
 def main(argv: list[str] | None = None) -> int:

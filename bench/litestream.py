@@ -89,7 +89,7 @@ class Cell:
 
     @property
     def tx_per_s(self) -> float:
-        return self.result.ok / self.result.elapsed if self.result.elapsed else 0.0
+        return self.result.tx_per_s
 
     def broken(self) -> list[str]:
         where = f"{self.target} {self.pattern} {'with' if self.litestream else 'without'} Litestream"

@@ -30,9 +30,9 @@ from bench.targets import Target
 from bench.workload import (
     _CTX,
     JOURNAL_MODES,
+    Latencies,
     WorkloadSpec,
     _Children,
-    _percentile,
     _rollback_quietly,
     _writer,
     check_database,
@@ -94,7 +94,7 @@ def _integrity(path: str, committed: int) -> str:
 
 
 @dataclass
-class LatencyRun:
+class LatencyRun(Latencies):
     writers: int
     planned: int  # lookups the reader was to make
     latencies: list[float]  # seconds, one per successful lookup
@@ -103,14 +103,6 @@ class LatencyRun:
     writer_errors: Counter[str]
     writer_seconds: float  # how long the writers ran
     check: str  # "ok" or what is wrong (rows, integrity, crashed clients)
-
-    @property
-    def p50(self) -> float:
-        return _percentile(self.latencies, 50)
-
-    @property
-    def p99(self) -> float:
-        return _percentile(self.latencies, 99)
 
     @property
     def attempts(self) -> int:

@@ -25,7 +25,14 @@ from multiprocessing.synchronize import Event
 
 from bench.readers import ROWS, _median, _ratio, prepare
 from bench.targets import Target
-from bench.workload import _START_TIMEOUT, _Children, _percentile, _rollback_quietly, check_database, tally
+from bench.workload import (
+    _START_TIMEOUT,
+    Latencies,
+    _Children,
+    _rollback_quietly,
+    check_database,
+    tally,
+)
 
 MODES = ("wal", "delete")
 BUSY_TIMEOUTS = (0.0, 5.0)
@@ -47,7 +54,7 @@ def counts(quick: bool) -> Counts:
 
 
 @dataclass
-class Run:
+class Run(Latencies):
     journal_mode: str
     busy_timeout: float
     write_share: float  # 0 for the reads-only ("alone") run
@@ -57,14 +64,6 @@ class Run:
     write_errors: Counter[str]
     elapsed: float  # from the workers' release to the last report
     check: str  # "ok" or what is wrong
-
-    @property
-    def p50(self) -> float:
-        return _percentile(self.latencies, 50)
-
-    @property
-    def p99(self) -> float:
-        return _percentile(self.latencies, 99)
 
     @property
     def writes_per_s(self) -> float:

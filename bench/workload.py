@@ -60,8 +60,22 @@ class WorkloadSpec:
         )
 
 
+class Latencies:
+    """p50 and p99 of a result record's `latencies` (seconds)."""
+
+    latencies: list[float]
+
+    @property
+    def p50(self) -> float:
+        return _percentile(self.latencies, 50)
+
+    @property
+    def p99(self) -> float:
+        return _percentile(self.latencies, 99)
+
+
 @dataclass
-class WorkloadResult:
+class WorkloadResult(Latencies):
     spec: WorkloadSpec
     ok: int
     errors: Counter[str]
@@ -78,14 +92,6 @@ class WorkloadResult:
     @property
     def tx_per_s(self) -> float:
         return self.ok / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def p50(self) -> float:
-        return _percentile(self.latencies, 50)
-
-    @property
-    def p99(self) -> float:
-        return _percentile(self.latencies, 99)
 
     def summary(self) -> str:
         return (

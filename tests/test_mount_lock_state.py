@@ -43,8 +43,12 @@ def test_locks_shows_the_readers_beside_and_the_writers(mounted: Mounted) -> Non
         assert "HOLDING_READER" not in entry["beside"]["oldest_command"]
         assert entry["beside"]["oldest_command"].startswith(sys.executable)
         assert entry["writers"] == [os.getpid()]
+        (owner,) = [o for o in entry["owners"] if o["pid"] == reader.pid]
+        assert (owner["state"], owner["why"]) == ("beside", "window passed")
+        assert owner["command"] == entry["beside"]["oldest_command"]
         text = locks_text(mounted)
         assert f"reading beside: 1, the oldest pid {reader.pid}" in text
+        assert f"beside: pid {reader.pid} for " in text and "(window passed)" in text
         assert f"writers (take turns): pids {os.getpid()}" in text
         reader.stdin.write("\n")
         reader.stdin.flush()

@@ -476,7 +476,9 @@ def test_a_known_writers_long_read_passes_the_turn_on_after_its_window(mgr: Lock
     assert w.shmf(U, SLOT) == 0
 
 
-def test_a_predicted_reader_waits_for_the_holder_not_for_the_writers_in_line(mgr: LockManager) -> None:
+def led_reader(mgr: LockManager) -> tuple[Client, Client, Bg]:
+    """A predicted reader admitted ahead of a writer that waited with it: (reader, writer, the
+    writer's queued start)."""
     holder, queued_writer = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
     r = short_reader(mgr, 3)
     assert holder.wal_begin() == (0, 0)
@@ -491,6 +493,11 @@ def test_a_predicted_reader_waits_for_the_holder_not_for_the_writers_in_line(mgr
     assert read.get() == (0, 1)  # first: right behind the holder
     assert admitted_pid(mgr) == r.pid
     assert w2.blocked(settle=WINDOW / 3)
+    return r, queued_writer, w2
+
+
+def test_a_predicted_reader_waits_for_the_holder_not_for_the_writers_in_line(mgr: LockManager) -> None:
+    r, queued_writer, w2 = led_reader(mgr)
     assert r.shmf(U, SLOT) == 0
     assert w2.get() == (0, 1)
     assert db_snapshot(mgr, "db")["counters"]["led"] == 1
@@ -500,17 +507,7 @@ def test_a_predicted_reader_waits_for_the_holder_not_for_the_writers_in_line(mgr
 
 def test_a_wrong_guess_costs_fairness_not_an_error(mgr: LockManager) -> None:
     """A predicted reader holds a proper turn at a fresh snapshot: its write goes through."""
-    holder, queued_writer = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
-    r = short_reader(mgr, 3)
-    assert holder.wal_begin() == (0, 0)
-    assert holder.shmf(W, WRITE_LOCK) == 0
-    w2 = Bg(queued_writer.wal_begin)
-    wait_until(lambda: waiting(mgr) == 1)
-    read = Bg(r.wal_begin)
-    wait_until(lambda: waiting(mgr) == 2)
-    assert holder.shmf(U, WRITE_LOCK) == 0
-    assert holder.shmf(U, SLOT) == 0
-    assert read.get() == (0, 1)
+    r, queued_writer, w2 = led_reader(mgr)
     assert r.shmf(W, WRITE_LOCK) == 0  # it writes after all: granted, it holds the turn
     assert w2.blocked()
     assert r.shmf(U, WRITE_LOCK) == 0
