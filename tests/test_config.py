@@ -29,6 +29,7 @@ from hoodydb.fs.settings import MountSettings, daemon_args, env_var, flag, no_fl
 NON_DEFAULT: dict[str, Any] = {
     "policy": "off",
     "lock_timeout": 7.5,
+    "speculative_reads": True,
     "max_threads": 96,
     "kernel_cache": False,
     "pin_under_contention": False,
