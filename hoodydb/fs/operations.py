@@ -8,7 +8,9 @@ A file unlinked while open keeps a name in libfuse, which then renames it to a h
 instead of unlinking it, so that calls without a file handle (fstat: the kernel sends none)
 still find it. Here that rename unlinks the backing file at once and keeps a descriptor of it
 under the hidden name (`unlinked`), so nothing hidden ever appears in the backing directory or
-in a listing, and the name goes when libfuse unlinks it after the last close.
+in a listing, and the name goes when libfuse unlinks it after the last close. libfuse hides an
+open file that a rename replaces in the same way, before that rename: then the backing file is
+left to the rename, which replaces it, or leaves it in place if it fails.
 
 An OSError raised here reaches the client as its errno: mfusepy's wrapper does that translation.
 """
@@ -257,16 +259,32 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     def rename(self, old: str, new: str, flags: int = 0) -> int:
         """`flags`: renameat2's. An exchange needs no bookkeeping: locks, cache notes and open
         handles are keyed by inode, which stays with its data (only names move), and a hidden
-        name in `unlinked` is never exchanged."""
+        name in `unlinked` is never exchanged. A failure is told to binding.py: libfuse may have
+        hidden the target already (`binding.rename_failed`)."""
+        try:
+            self._rename(old, new, flags)
+        except OSError:
+            binding.rename_failed()
+            raise
+        return 0
+
+    def _rename(self, old: str, new: str, flags: int) -> None:
         if flags:
             self._rename_with_flags(old, new, flags)
-            return 0
-        # libfuse hides a file with a plain rename only (never with flags).
+            return
+        # libfuse hides a file with a plain rename only (never with flags), under a name other
+        # than the one the client's rename gives (`rename_target`, None while it hides a file
+        # being unlinked).
         head, name = os.path.split(new)
-        if HIDDEN_NAME.fullmatch(name) and os.path.dirname(old) == head and self._hide(old, new):
-            return 0
+        target = binding.rename_target()
+        if (
+            name != target
+            and HIDDEN_NAME.fullmatch(name)
+            and os.path.dirname(old) == head
+            and self._hide(old, new, unlink=target is None)
+        ):
+            return
         os.rename(self._real(old), self._real(new))
-        return 0
 
     def _rename_with_flags(self, old: str, new: str, flags: int) -> None:
         if flags & ~(binding.RENAME_NOREPLACE | binding.RENAME_EXCHANGE):
@@ -281,10 +299,13 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             raise mfusepy.FuseOSError(errno.ENOENT)
         binding.rename2(self._real(old), self._real(new), flags)
 
-    def _hide(self, path: str, hidden: str) -> bool:
-        """libfuse hides `path`, open and being unlinked (or replaced by a rename): unlink it
-        here and keep a descriptor of it as `hidden`. False if the file is not open and was not
-        just closed: a client's own rename to such a name.
+    def _hide(self, path: str, hidden: str, *, unlink: bool) -> bool:
+        """libfuse hides `path`, open and being unlinked (`unlink`) or about to be replaced by a
+        rename: keep a descriptor of it as `hidden`, and unlink it here if asked. A replaced
+        file is left to the rename that follows, which replaces it in the backing directory,
+        or leaves it there when it fails (EXDEV, ENOENT...): unlinked now, the file would be
+        lost. False if the file is not open and was not just closed: a client's own rename to
+        such a name.
 
         A file whose last RELEASE is under way is hidden with no descriptor: libfuse 3.14 may
         then never unlink the hidden name, which must not be left in the backing directory."""
@@ -296,12 +317,13 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             if fd is None and (closed_at is None or time.monotonic() - closed_at > CLOSING_SECONDS):
                 return False
             kept = os.dup(fd) if fd is not None else None
-            try:
-                os.unlink(real)
-            except OSError:
-                if kept is not None:
-                    os.close(kept)
-                raise
+            if unlink:
+                try:
+                    os.unlink(real)
+                except OSError:
+                    if kept is not None:
+                        os.close(kept)
+                    raise
             if kept is not None:
                 self.unlinked[hidden] = kept
         return True
