@@ -8,6 +8,7 @@ python-diskcache's own test suite are the users checked here.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -79,6 +80,38 @@ def test_rename_over_an_open_file(mounted: Mounted) -> None:
         assert old.read_text() == "new"
     assert settled_listing(mounted.backing) == ["config"]
     assert os.listdir(mounted.mnt) == ["config"]
+
+
+def daemon_files(m: Mounted) -> list[str]:
+    """What the daemon has open, but for /dev/fuse (a channel per worker, started on demand)."""
+    names = []
+    for fd in Path(f"/proc/{m.process.pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed
+            names.append(os.readlink(fd))
+    return sorted(name for name in names if name != "/dev/fuse")
+
+
+@pytest.mark.parametrize("then", ["rename", "rmdir"])
+def test_an_unlinked_file_is_let_go_after_its_directory_goes(mounted: Mounted, then: str) -> None:
+    """The descriptor kept for a file unlinked while open is closed at its last close, even once
+    libfuse can no longer name it there (its directory renamed or removed)."""
+    before = daemon_files(mounted)
+    directory = mounted.mnt / "dir"
+    directory.mkdir()
+    with open(directory / "scratch", "w+b") as f:
+        f.write(b"data")
+        f.flush()
+        os.unlink(directory / "scratch")
+        if then == "rename":
+            directory.rename(mounted.mnt / "moved")
+        else:
+            directory.rmdir()
+        f.seek(0)
+        assert f.read() == b"data"
+    deadline = time.monotonic() + 5  # RELEASE comes after close() has returned
+    while daemon_files(mounted) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon_files(mounted) == before
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import mfusepy
 
@@ -58,6 +58,13 @@ class Handle:
     readonly: bool
     cache: CacheMode  # what the kernel may do with its cached pages of the file, from this open
     path: str  # the name it was opened by
+
+
+class Kept(NamedTuple):
+    """Our descriptor of a file unlinked while open, kept under libfuse's hidden name for it."""
+
+    fd: int
+    file: FileKey
 
 
 def classify(path: str) -> FileRole:
@@ -101,7 +108,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         self.open_count: dict[FileKey, int] = {}
         self.freshness = CacheFreshness(enabled=kernel_cache)
         # libfuse's hidden name of each file unlinked while open -> a descriptor of it, ours
-        self.unlinked: dict[str, int] = {}
+        self.unlinked: dict[str, Kept] = {}
         self._last_closed: dict[FileKey, float] = {}  # files closed for good recently, oldest first
         self._handles_mu = threading.Lock()  # guards handles, open_count, freshness and unlinked
         self._as_root = os.geteuid() == 0
@@ -156,7 +163,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             yield fh
             return
         with self._handles_mu:
-            yield self.unlinked.get(path or "")
+            kept = self.unlinked.get(path or "")
+            yield kept.fd if kept is not None else None
 
     def access(self, path: str, amode: int) -> int:
         if not os.access(self._real(path), amode):
@@ -243,11 +251,13 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
     def unlink(self, path: str) -> int:
-        if path in self.unlinked:  # libfuse lets go of a hidden name after the file's last close
+        # libfuse lets go of a hidden name once that name's handles are closed (`release` lets
+        # go of it too, once the file has no handle left under any name).
+        if path in self.unlinked:
             with self._handles_mu:
-                fd = self.unlinked.pop(path, None)
-            if fd is not None:
-                os.close(fd)
+                kept = self.unlinked.pop(path, None)
+            if kept is not None:
+                os.close(kept.fd)
                 return 0
         os.unlink(self._real(path))
         return 0
@@ -316,17 +326,26 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             closed_at = self._last_closed.get(key)
             if fd is None and (closed_at is None or time.monotonic() - closed_at > CLOSING_SECONDS):
                 return False
-            kept = os.dup(fd) if fd is not None else None
+            copy = os.dup(fd) if fd is not None else None
             if unlink:
                 try:
                     os.unlink(real)
                 except OSError:
-                    if kept is not None:
-                        os.close(kept)
+                    if copy is not None:
+                        os.close(copy)
                     raise
-            if kept is not None:
-                self.unlinked[hidden] = kept
+            if copy is not None:
+                self.unlinked[hidden] = Kept(copy, key)
         return True
+
+    def _let_go_of_hidden(self, key: FileKey) -> None:
+        """Close what is kept of `key` once nobody has it open (under the handle lock). libfuse
+        unlinks its hidden name after the last close, but only if it can still name it: not
+        once its directory was removed, and under the new path once its directory was renamed
+        (the name kept here is the one it had when hidden)."""
+        if self.unlinked:
+            for name in [name for name, kept in self.unlinked.items() if kept.file == key]:
+                os.close(self.unlinked.pop(name).fd)
 
     def _note_last_close(self, key: FileKey) -> None:
         now = time.monotonic()
@@ -470,6 +489,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             self.freshness.released(fh, handle.file, handle.cache, st, last=not left)
             if not left:
                 self._note_last_close(handle.file)
+                self._let_go_of_hidden(handle.file)
                 # Nobody has the file open any more, so nobody can hold a lock on it: drop any
                 # that a lost FLUSH left behind rather than let them block the next client.
                 # (Under the handle lock, so that an open racing with this release is not
