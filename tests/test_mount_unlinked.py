@@ -114,6 +114,21 @@ def test_an_unlinked_file_is_let_go_after_its_directory_goes(mounted: Mounted, t
     assert daemon_files(mounted) == before
 
 
+def test_an_unlinked_file_is_found_after_its_directory_is_renamed(mounted: Mounted) -> None:
+    """libfuse names the hidden file by its directory's path, which a rename changes: calls that
+    come with that path and no file handle (fchmod, fstat) must still reach the file."""
+    directory = mounted.mnt / "dir"
+    directory.mkdir()
+    with open(directory / "scratch", "w+b") as f:
+        f.write(b"data")
+        f.flush()
+        os.unlink(directory / "scratch")
+        directory.rename(mounted.mnt / "moved")
+        os.fchmod(f.fileno(), 0o600)
+        st = os.fstat(f.fileno())
+        assert (st.st_mode & 0o777, st.st_size) == (0o600, 4)
+
+
 @pytest.fixture
 def other_file_system(mounted: Mounted) -> Iterator[Path]:
     """A directory of the backing tree on a file system of its own: a rename out of it is EXDEV."""

@@ -295,6 +295,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         ):
             return
         os.rename(self._real(old), self._real(new))
+        self._move_hidden({old: new})
 
     def _rename_with_flags(self, old: str, new: str, flags: int) -> None:
         if flags & ~(binding.RENAME_NOREPLACE | binding.RENAME_EXCHANGE):
@@ -308,6 +309,22 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         if old in self.unlinked or new in self.unlinked:
             raise mfusepy.FuseOSError(errno.ENOENT)
         binding.rename2(self._real(old), self._real(new), flags)
+        self._move_hidden({old: new, new: old} if flags & binding.RENAME_EXCHANGE else {old: new})
+
+    def _move_hidden(self, moves: dict[str, str]) -> None:
+        """libfuse names a hidden file by its directory's path: when a directory moves, the
+        names of the hidden files under it move too (else fchmod or fstat of such a file, which
+        come with that path and no file handle, would find nothing)."""
+        with self._handles_mu:
+            if not self.unlinked:
+                return
+            moved = {}
+            for name in list(self.unlinked):
+                for old, new in moves.items():
+                    if name.startswith(old + "/"):
+                        moved[new + name[len(old) :]] = self.unlinked.pop(name)
+                        break
+            self.unlinked.update(moved)
 
     def _hide(self, path: str, hidden: str, *, unlink: bool) -> bool:
         """libfuse hides `path`, open and being unlinked (`unlink`) or about to be replaced by a
@@ -341,8 +358,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     def _let_go_of_hidden(self, key: FileKey) -> None:
         """Close what is kept of `key` once nobody has it open (under the handle lock). libfuse
         unlinks its hidden name after the last close, but only if it can still name it: not
-        once its directory was removed, and under the new path once its directory was renamed
-        (the name kept here is the one it had when hidden)."""
+        once its directory was removed."""
         if self.unlinked:
             for name in [name for name, kept in self.unlinked.items() if kept.file == key]:
                 os.close(self.unlinked.pop(name).fd)
