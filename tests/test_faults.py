@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hoodydb.control_client import socket_path
+from hoodydb.fs.control import SEND_SECONDS
 from hoodydb.fs.process import MountProcess, force_unmount
 from tests.conftest import Mounted, MountFactory
 
@@ -180,6 +183,28 @@ def test_wait_bound_gives_database_is_locked_not_a_hang(mount_factory: MountFact
     assert "database is locked" in err
     counters = next(d for d in locks_report(m)["databases"] if d["database"] == "/b.db")["counters"]
     assert counters["timeouts"] == 1
+    kill(holder)
+
+
+def test_a_control_client_that_reads_nothing_is_cut_off(mounted: Mounted) -> None:
+    """A client of the control socket that sends a byte a second and reads nothing holds none of
+    the daemon's threads for long, and `hoodydb locks` answers meanwhile. The holder's long
+    command line, which the report shows, makes the report more than a socket buffer holds."""
+    db = mounted.path("big.db")
+    make_db(db, wal=True)
+    holder = start(HOLDER, db, "x" * 100_000, "y" * 100_000)
+    wait_for_line(holder, "holding")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stuck:
+        stuck.connect(str(socket_path(mounted.mnt)))
+        connected = time.monotonic()
+        assert locks_report(mounted)["databases"][0]["admitted"]["pid"] == holder.pid
+        while True:
+            try:
+                stuck.send(b".")
+            except OSError:  # EPIPE or ECONNRESET: the daemon hung up
+                break
+            assert time.monotonic() - connected < SEND_SECONDS + 2, "the daemon still waits for it"
+            time.sleep(1)
     kill(holder)
 
 

@@ -8,11 +8,14 @@ python-diskcache's own test suite are the users checked here.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import diskcache
@@ -79,12 +82,103 @@ def test_rename_over_an_open_file(mounted: Mounted) -> None:
     assert os.listdir(mounted.mnt) == ["config"]
 
 
+def daemon_files(m: Mounted) -> list[str]:
+    """What the daemon has open, but for /dev/fuse (a channel per worker, started on demand)."""
+    names = []
+    for fd in Path(f"/proc/{m.process.pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed
+            names.append(os.readlink(fd))
+    return sorted(name for name in names if name != "/dev/fuse")
+
+
+@pytest.mark.parametrize("then", ["rename", "rmdir"])
+def test_an_unlinked_file_is_let_go_after_its_directory_goes(mounted: Mounted, then: str) -> None:
+    """The descriptor kept for a file unlinked while open is closed at its last close, even once
+    libfuse can no longer name it there (its directory renamed or removed)."""
+    before = daemon_files(mounted)
+    directory = mounted.mnt / "dir"
+    directory.mkdir()
+    with open(directory / "scratch", "w+b") as f:
+        f.write(b"data")
+        f.flush()
+        os.unlink(directory / "scratch")
+        if then == "rename":
+            directory.rename(mounted.mnt / "moved")
+        else:
+            directory.rmdir()
+        f.seek(0)
+        assert f.read() == b"data"
+    deadline = time.monotonic() + 5  # RELEASE comes after close() has returned
+    while daemon_files(mounted) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon_files(mounted) == before
+
+
+def test_an_unlinked_file_is_found_after_its_directory_is_renamed(mounted: Mounted) -> None:
+    """libfuse names the hidden file by its directory's path, which a rename changes: calls that
+    come with that path and no file handle (fchmod, fstat) must still reach the file."""
+    directory = mounted.mnt / "dir"
+    directory.mkdir()
+    with open(directory / "scratch", "w+b") as f:
+        f.write(b"data")
+        f.flush()
+        os.unlink(directory / "scratch")
+        directory.rename(mounted.mnt / "moved")
+        os.fchmod(f.fileno(), 0o600)
+        st = os.fstat(f.fileno())
+        assert (st.st_mode & 0o777, st.st_size) == (0o600, 4)
+
+
+@pytest.fixture
+def other_file_system(mounted: Mounted) -> Iterator[Path]:
+    """A directory of the backing tree on a file system of its own: a rename out of it is EXDEV."""
+    here = mounted.backing / "elsewhere"
+    here.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "hoodydb-test", str(here)], check=True)
+    try:
+        yield here
+    finally:
+        subprocess.run(["umount", str(here)], check=True)
+
+
+def test_a_failed_rename_over_an_open_file_leaves_it(mounted: Mounted, other_file_system: Path) -> None:
+    """libfuse moves an open target out of the way (to its hidden name) before the rename; when
+    the rename itself then fails, the target must still be there under its own name."""
+    (other_file_system / "new").write_text("from another file system")
+    target = Path(mounted.path("config"))
+    target.write_text("mine")
+    with open(target) as reader:
+        with pytest.raises(OSError) as failed:
+            os.rename(mounted.path("elsewhere/new"), target)
+        assert failed.value.errno == errno.EXDEV
+        assert (mounted.backing / "config").read_text() == "mine"
+        assert target.read_text() == "mine"
+        assert reader.read() == "mine"
+    assert target.read_text() == "mine"
+    assert settled_listing(mounted.backing) == ["config", "elsewhere"]
+    assert sorted(os.listdir(mounted.mnt)) == ["config", "elsewhere"]
+    assert (other_file_system / "new").read_text() == "from another file system"
+
+
 def test_a_clients_own_hidden_looking_name_is_a_plain_rename(mounted: Mounted) -> None:
     source = Path(mounted.path("data"))
     source.write_text("kept")
     time.sleep(1.5)  # well after its last close: not libfuse hiding a file being released
     target = mounted.mnt / ".fuse_hidden0000000100000001"
     os.rename(source, target)
+    assert target.read_text() == "kept"
+    assert os.listdir(mounted.backing) == [target.name]
+
+
+def test_an_open_file_renamed_to_a_hidden_looking_name_is_renamed(mounted: Mounted) -> None:
+    """Only libfuse's own hiding of a file unlinks it: an open file renamed by a client to a
+    name of that form keeps its data under that name."""
+    source = Path(mounted.path("data"))
+    source.write_text("kept")
+    target = mounted.mnt / ".fuse_hidden0000000100000001"
+    with open(source) as reader:
+        os.rename(source, target)
+        assert reader.read() == "kept"
     assert target.read_text() == "kept"
     assert os.listdir(mounted.backing) == [target.name]
 

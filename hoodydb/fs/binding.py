@@ -13,13 +13,16 @@ go between the file and libfuse's buffer without a bytes object in between: mfus
 to do with its cached pages (`Passthrough.cache_mode`, cache.py). mfusepy also drops rename's
 flags (renameat2's RENAME_EXCHANGE and RENAME_NOREPLACE would arrive as a plain rename, which
 replaces the target): they are passed on to `Passthrough.rename`, which applies them with
-`rename2`. It is the only module that touches ctypes.
+`rename2`. libfuse hides an open file that a rename replaces through the same rename callback
+as one being unlinked, and only its low-level rename handler knows which: `rename_target` says,
+from a wrapper around that handler (`_watch_renames`). It is the only module that touches ctypes.
 """
 
 from __future__ import annotations
 
 import ctypes
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -29,6 +32,8 @@ from typing import Any
 import mfusepy
 
 from hoodydb.fs import signals
+
+log = logging.getLogger(__name__)
 
 _libfuse: Any = mfusepy._libfuse
 _libfuse.fuse_interrupted.restype = ctypes.c_int
@@ -192,6 +197,71 @@ class Interruption:
             wake()
 
 
+# struct fuse_session (lib/fuse_i.h) keeps `op`, its copy of the high-level layer's low-level
+# handlers, after char *mountpoint, int exited, int fd, struct fuse_custom_io *io (from 3.13),
+# struct mount_opts *mo, int debug and int deny_others. In struct fuse_lowlevel_ops (public, only
+# ever appended to) rename is the 13th handler; the high-level layer sets the 16 first ones and
+# leaves the 17th, write, NULL (it uses write_buf), which is how the offset is checked.
+_SESSION_OPS_OFFSET = 40 if _libfuse.fuse_version() >= 313 else 32
+_RENAME_SLOT, _SET_SLOTS = 12, 16
+_LOW_LEVEL_RENAME = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint
+)
+_inval_entry = _libfuse.fuse_lowlevel_notify_inval_entry
+_inval_entry.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]
+_inval_entry.restype = ctypes.c_int
+_renaming = threading.local()
+_rename_handlers: list[Any] = []  # the wrappers, alive as long as libfuse may call them
+
+
+def rename_target() -> str | None:
+    """The new name of the client's rename this thread serves; None outside a FUSE rename.
+
+    libfuse's high-level layer hides an open file (renames it to `.fuse_hidden...`) both when it
+    is unlinked and when a rename replaces it, before that rename, and with the same callback:
+    this tells the two apart."""
+    return getattr(_renaming, "target", None)
+
+
+def rename_failed() -> None:
+    """The rename this thread serves fails. If libfuse hid its target first, it has that file
+    under the hidden name now (and nothing undoes it), while the kernel still finds it by its
+    name: once answered, the kernel is told to drop that entry and look the name up again."""
+    _renaming.failed = True
+
+
+def _watch_renames(encoding: str, errors: str) -> bool:
+    """Wrap libfuse's low-level rename handler so that `rename_target` knows the rename served
+    on each thread. False (and nothing changed) if the session is not laid out as expected."""
+    ctx = _libfuse.fuse_get_context()
+    if not ctx or not ctx.contents.fuse:
+        return False
+    session = _libfuse.fuse_get_session(ctx.contents.fuse)
+    slots = (ctypes.c_void_p * (_SET_SLOTS + 1)).from_address(session + _SESSION_OPS_OFFSET)
+    handler = slots[_RENAME_SLOT]
+    if handler is None or not all(slots[:_SET_SLOTS]) or slots[_SET_SLOTS]:
+        return False
+    original = _LOW_LEVEL_RENAME(handler)
+
+    @_LOW_LEVEL_RENAME
+    def rename(req: int, parent: int, name: int, newparent: int, newname: int, flags: int) -> None:
+        # Nothing here may raise: libfuse's handler answers the request, and must run.
+        target = ctypes.string_at(newname)
+        _renaming.target, _renaming.failed = target.decode(encoding, errors), False
+        try:
+            original(req, parent, name, newparent, newname, flags)
+        finally:
+            _renaming.target = None
+        if _renaming.failed:
+            # Only once answered: the kernel drops the entry under the directory's lock, which
+            # the client's rename holds until our answer. A name that is not there: ENOENT.
+            _inval_entry(session, newparent, target, len(target))
+
+    _rename_handlers.append(rename)
+    slots[_RENAME_SLOT] = ctypes.cast(rename, ctypes.c_void_p).value
+    return True
+
+
 def _fh(fip: Any) -> int | None:
     return fip.contents.fh if fip else None
 
@@ -222,6 +292,16 @@ class FUSE(mfusepy.FUSE):
         if not getattr(_thread_state, "pinned", False):
             _pin_thread_state()
         return super()._wrapper(func, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def init_fuse_3(self, conn: Any, config: Any) -> None:
+        super().init_fuse_3(conn, config)
+        # Before any other request: the kernel sends none until INIT is answered.
+        if not _watch_renames(self.encoding, self.errors):
+            log.warning(
+                "libfuse %s: its session is not laid out as expected; a rename over an open file"
+                " that fails will have removed that file",
+                _libfuse.fuse_version(),
+            )
 
     def _path(self, path: bytes | None) -> str | None:
         return None if path is None else path.decode(self.encoding, self.errors)

@@ -7,6 +7,7 @@ its own mount); `hoodydb.control_client` says where, and reads it.
 from __future__ import annotations
 
 import json
+import logging
 import socketserver
 import threading
 from collections.abc import Callable
@@ -14,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from hoodydb.control_client import ensure_runtime_dir
+
+log = logging.getLogger(__name__)
+
+# How long a client has to take its report, all told. Each connection has a thread of its own;
+# one that does not read (or reads a byte at a time) would keep it, blocked in the send once the
+# report is larger than the socket's buffer, for as long as the client lives.
+SEND_SECONDS = 3.0
 
 
 class ControlServer:
@@ -26,7 +34,14 @@ class ControlServer:
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
-                self.request.sendall(json.dumps(report()).encode())
+                body = json.dumps(report()).encode()
+                self.request.settimeout(SEND_SECONDS)  # sendall's whole send, not each piece
+                try:
+                    self.request.sendall(body)
+                except TimeoutError:
+                    log.warning(
+                        "control socket: a client did not take its report within %s s: cut off", SEND_SECONDS
+                    )
 
         self._server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
         self._server.daemon_threads = True

@@ -8,7 +8,9 @@ A file unlinked while open keeps a name in libfuse, which then renames it to a h
 instead of unlinking it, so that calls without a file handle (fstat: the kernel sends none)
 still find it. Here that rename unlinks the backing file at once and keeps a descriptor of it
 under the hidden name (`unlinked`), so nothing hidden ever appears in the backing directory or
-in a listing, and the name goes when libfuse unlinks it after the last close.
+in a listing, and the name goes when libfuse unlinks it after the last close. libfuse hides an
+open file that a rename replaces in the same way, before that rename: then the backing file is
+left to the rename, which replaces it, or leaves it in place if it fails.
 
 An OSError raised here reaches the client as its errno: mfusepy's wrapper does that translation.
 """
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import mfusepy
 
@@ -56,6 +58,13 @@ class Handle:
     readonly: bool
     cache: CacheMode  # what the kernel may do with its cached pages of the file, from this open
     path: str  # the name it was opened by
+
+
+class Kept(NamedTuple):
+    """Our descriptor of a file unlinked while open, kept under libfuse's hidden name for it."""
+
+    fd: int
+    file: FileKey
 
 
 def classify(path: str) -> FileRole:
@@ -99,7 +108,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         self.open_count: dict[FileKey, int] = {}
         self.freshness = CacheFreshness(enabled=kernel_cache)
         # libfuse's hidden name of each file unlinked while open -> a descriptor of it, ours
-        self.unlinked: dict[str, int] = {}
+        self.unlinked: dict[str, Kept] = {}
         self._last_closed: dict[FileKey, float] = {}  # files closed for good recently, oldest first
         self._handles_mu = threading.Lock()  # guards handles, open_count, freshness and unlinked
         self._as_root = os.geteuid() == 0
@@ -154,7 +163,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             yield fh
             return
         with self._handles_mu:
-            yield self.unlinked.get(path or "")
+            kept = self.unlinked.get(path or "")
+            yield kept.fd if kept is not None else None
 
     def access(self, path: str, amode: int) -> int:
         if not os.access(self._real(path), amode):
@@ -241,11 +251,13 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
     def unlink(self, path: str) -> int:
-        if path in self.unlinked:  # libfuse lets go of a hidden name after the file's last close
+        # libfuse lets go of a hidden name once that name's handles are closed (`release` lets
+        # go of it too, once the file has no handle left under any name).
+        if path in self.unlinked:
             with self._handles_mu:
-                fd = self.unlinked.pop(path, None)
-            if fd is not None:
-                os.close(fd)
+                kept = self.unlinked.pop(path, None)
+            if kept is not None:
+                os.close(kept.fd)
                 return 0
         os.unlink(self._real(path))
         return 0
@@ -257,16 +269,33 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
     def rename(self, old: str, new: str, flags: int = 0) -> int:
         """`flags`: renameat2's. An exchange needs no bookkeeping: locks, cache notes and open
         handles are keyed by inode, which stays with its data (only names move), and a hidden
-        name in `unlinked` is never exchanged."""
+        name in `unlinked` is never exchanged. A failure is told to binding.py: libfuse may have
+        hidden the target already (`binding.rename_failed`)."""
+        try:
+            self._rename(old, new, flags)
+        except OSError:
+            binding.rename_failed()
+            raise
+        return 0
+
+    def _rename(self, old: str, new: str, flags: int) -> None:
         if flags:
             self._rename_with_flags(old, new, flags)
-            return 0
-        # libfuse hides a file with a plain rename only (never with flags).
+            return
+        # libfuse hides a file with a plain rename only (never with flags), under a name other
+        # than the one the client's rename gives (`rename_target`, None while it hides a file
+        # being unlinked).
         head, name = os.path.split(new)
-        if HIDDEN_NAME.fullmatch(name) and os.path.dirname(old) == head and self._hide(old, new):
-            return 0
+        target = binding.rename_target()
+        if (
+            name != target
+            and HIDDEN_NAME.fullmatch(name)
+            and os.path.dirname(old) == head
+            and self._hide(old, new, unlink=target is None)
+        ):
+            return
         os.rename(self._real(old), self._real(new))
-        return 0
+        self._move_hidden({old: new})
 
     def _rename_with_flags(self, old: str, new: str, flags: int) -> None:
         if flags & ~(binding.RENAME_NOREPLACE | binding.RENAME_EXCHANGE):
@@ -280,11 +309,30 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         if old in self.unlinked or new in self.unlinked:
             raise mfusepy.FuseOSError(errno.ENOENT)
         binding.rename2(self._real(old), self._real(new), flags)
+        self._move_hidden({old: new, new: old} if flags & binding.RENAME_EXCHANGE else {old: new})
 
-    def _hide(self, path: str, hidden: str) -> bool:
-        """libfuse hides `path`, open and being unlinked (or replaced by a rename): unlink it
-        here and keep a descriptor of it as `hidden`. False if the file is not open and was not
-        just closed: a client's own rename to such a name.
+    def _move_hidden(self, moves: dict[str, str]) -> None:
+        """libfuse names a hidden file by its directory's path: when a directory moves, the
+        names of the hidden files under it move too (else fchmod or fstat of such a file, which
+        come with that path and no file handle, would find nothing)."""
+        with self._handles_mu:
+            if not self.unlinked:
+                return
+            moved = {}
+            for name in list(self.unlinked):
+                for old, new in moves.items():
+                    if name.startswith(old + "/"):
+                        moved[new + name[len(old) :]] = self.unlinked.pop(name)
+                        break
+            self.unlinked.update(moved)
+
+    def _hide(self, path: str, hidden: str, *, unlink: bool) -> bool:
+        """libfuse hides `path`, open and being unlinked (`unlink`) or about to be replaced by a
+        rename: keep a descriptor of it as `hidden`, and unlink it here if asked. A replaced
+        file is left to the rename that follows, which replaces it in the backing directory,
+        or leaves it there when it fails (EXDEV, ENOENT...): unlinked now, the file would be
+        lost. False if the file is not open and was not just closed: a client's own rename to
+        such a name.
 
         A file whose last RELEASE is under way is hidden with no descriptor: libfuse 3.14 may
         then never unlink the hidden name, which must not be left in the backing directory."""
@@ -295,16 +343,25 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             closed_at = self._last_closed.get(key)
             if fd is None and (closed_at is None or time.monotonic() - closed_at > CLOSING_SECONDS):
                 return False
-            kept = os.dup(fd) if fd is not None else None
-            try:
-                os.unlink(real)
-            except OSError:
-                if kept is not None:
-                    os.close(kept)
-                raise
-            if kept is not None:
-                self.unlinked[hidden] = kept
+            copy = os.dup(fd) if fd is not None else None
+            if unlink:
+                try:
+                    os.unlink(real)
+                except OSError:
+                    if copy is not None:
+                        os.close(copy)
+                    raise
+            if copy is not None:
+                self.unlinked[hidden] = Kept(copy, key)
         return True
+
+    def _let_go_of_hidden(self, key: FileKey) -> None:
+        """Close what is kept of `key` once nobody has it open (under the handle lock). libfuse
+        unlinks its hidden name after the last close, but only if it can still name it: not
+        once its directory was removed."""
+        if self.unlinked:
+            for name in [name for name, kept in self.unlinked.items() if kept.file == key]:
+                os.close(self.unlinked.pop(name).fd)
 
     def _note_last_close(self, key: FileKey) -> None:
         now = time.monotonic()
@@ -448,6 +505,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             self.freshness.released(fh, handle.file, handle.cache, st, last=not left)
             if not left:
                 self._note_last_close(handle.file)
+                self._let_go_of_hidden(handle.file)
                 # Nobody has the file open any more, so nobody can hold a lock on it: drop any
                 # that a lost FLUSH left behind rather than let them block the next client.
                 # (Under the handle lock, so that an open racing with this release is not
