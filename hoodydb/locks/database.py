@@ -149,6 +149,7 @@ class Database:
             reserve_on_handoff=f.role is FileRole.SHM and req.locks != Lock.WRITE,
             reason=reason,
             window=beside,
+            read_slot=beside and protocol.is_read_slot(req),
         )
         outcome = self._take_turn(ticket, req, deadline, abort)
         if outcome is Outcome.GRANTED:
@@ -222,6 +223,15 @@ class Database:
             for t in (admitted.reserved_until, admitted.window_until, admitted.priority_until)
             if t is not None and t > now
         ]
+        if gate.readers_waiting() and admitted.window_until is None and not admitted.held:
+            # A writer holds the turn: readers wait for its commit, unless it sleeps in its open
+            # transaction (a shell left at `BEGIN; INSERT ...`), where natively they would read.
+            since = gate.note_asleep(now, self.working is not None and self.working(admitted.pid) is False)
+            if since is not None and now - since >= self.settings.reader_patience:
+                trace.debug("pid %d sleeps in its write transaction: readers read beside", admitted.pid)
+                gate.release_readers()
+            else:
+                moments.append(self.settings.window / 2)  # look again
         return min(moments, default=None)
 
     def _take_turn(
@@ -259,7 +269,10 @@ class Database:
         # for the whole lock timeout (a stuck holder) does.
         bound = self.settings.lock_timeout
         progress = None if deadline is None else (lambda: max(deadline, gate.moved_at + bound))
-        outcome = self._room.wait(waiter, lambda: ticket.admitted, progress, abort, tick)
+        outcome = self._room.wait(waiter, lambda: ticket.admitted or ticket.aside, progress, abort, tick)
+        if ticket.aside:
+            self._begin_beside(req, Aside.WRITER_ASLEEP, learn=False)
+            return Outcome.GRANTED
         if outcome is Outcome.GRANTED:
             self._room.granted(req.owner)
         else:
@@ -281,6 +294,13 @@ class Database:
                 # "locking protocol". Read beside instead: a writer is then refused its WRITE lock
                 # ("database is locked", as natively behind a stuck writer), a reader reads.
                 self._begin_beside(req, Aside.TIMED_OUT, learn=False)
+                return Outcome.GRANTED
+            if outcome is Outcome.DEADLOCK and req.role is FileRole.SHM:
+                # The holder waits for this owner's locks (a connection switching the database
+                # to a rollback journal waits for EXCLUSIVE while the others reopen the WAL):
+                # holding it back cannot help, and SQLite would retry a refused WAL start until
+                # "locking protocol". It goes on beside, as natively.
+                self._begin_beside(req, Aside.CYCLE, learn=False)
                 return Outcome.GRANTED
             return outcome
         if ticket.reserve_on_handoff:

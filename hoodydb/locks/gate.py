@@ -49,9 +49,11 @@ class Ticket:
     reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
     reason: Reason = Reason.WRITER
     window: bool = False  # its turn is a window (policy `beside`)
+    read_slot: bool = False  # a WAL read start: it may read beside a sleeping writer (`release_readers`)
     wake: Callable[[], None] = lambda: None  # it is admitted
     on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
+    aside: bool = False  # let go to read beside the turn instead (`release_readers`)
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class Admission:
     reason: Reason = Reason.WRITER
     window_until: float | None = None  # a turn that has not written may pass on then (`beside`)
     ends_with_write: bool = False  # a write from beside: the turn ends when its WRITE lock goes
+    asleep_since: float | None = None  # its thread was first seen asleep (while readers waited)
 
     @property
     def held(self) -> bool:
@@ -114,6 +117,7 @@ class AdmissionGate:
     # How many tickets each waiting owner has: several when threads of one process wait. A
     # hand-off wakes them all, and looks through the lanes only for such an owner.
     _tickets: dict[Owner, int] = field(default_factory=dict)
+    _readers: int = 0  # waiting tickets that may read beside a sleeping writer (`release_readers`)
 
     @property
     def queue(self) -> list[Ticket]:
@@ -234,10 +238,47 @@ class AdmissionGate:
         current = self.admission_of(owner)
         return current is not None and current.priority_until is not None and now < current.priority_until
 
+    def note_asleep(self, now: float, asleep: bool) -> float | None:
+        """The holder's thread was seen asleep (or not): since when it has been, if it is."""
+        current = self.admitted
+        if current is None:
+            return None
+        if not asleep:
+            current.asleep_since = None
+        elif current.asleep_since is None:
+            current.asleep_since = now
+        return current.asleep_since
+
     # -- the lanes -----------------------------------------------------------------------------
+
+    def readers_waiting(self) -> bool:
+        """Is a read start of an owner not known to write waiting?"""
+        return self._readers > 0
+
+    def release_readers(self) -> list[Ticket]:
+        """Let every waiting read start of an owner not known to write go, to read beside the turn."""
+        released = []
+        for lane in (self.leading, self.writers):
+            kept = []
+            for t in lane:
+                if _may_read_aside(t):
+                    t.aside = True
+                    released.append(t)
+                    self._forget_one(t.owner)
+                else:
+                    kept.append(t)
+            lane.clear()
+            lane.extend(kept)
+        self._readers = 0
+        for t in released:
+            self.counters.wait_seconds += self.clock() - t.since
+            t.wake()
+        self.wake_head()
+        return released
 
     def enqueue(self, ticket: Ticket) -> None:
         self._tickets[ticket.owner] = self._tickets.get(ticket.owner, 0) + 1
+        self._readers += _may_read_aside(ticket)
         self._lane(ticket).append(ticket)
         self.counters.waits += 1
         self.counters.max_queue = max(self.counters.max_queue, self.waiting)
@@ -249,6 +290,7 @@ class AdmissionGate:
             head = self.head(ticket)
             lane.remove(ticket)
             self._forget_one(ticket.owner)
+            self._readers -= _may_read_aside(ticket)
             if head:
                 self.wake_head()  # the new head keeps the gate's time
         self.counters.wait_seconds += self.clock() - ticket.since
@@ -326,6 +368,7 @@ class AdmissionGate:
                 each.clear()
                 each.extend(kept)
         for ticket in woken:
+            self._readers -= _may_read_aside(ticket)
             ticket.admitted = True
             self.counters.wait_seconds += now - ticket.since
             ticket.wake()
@@ -347,3 +390,8 @@ class AdmissionGate:
         """Is `ticket` the one that keeps the gate's time? Only it wakes for the gate's timed moments
         (a window or a reservation running out); the other waiters sleep until they are woken."""
         return self._head() is ticket
+
+
+def _may_read_aside(ticket: Ticket) -> bool:
+    """A WAL read start of an owner not known to write: it may read beside a sleeping writer."""
+    return ticket.read_slot and ticket.reason is not Reason.WRITER

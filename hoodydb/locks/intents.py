@@ -29,6 +29,8 @@ class Aside(enum.Enum):
     SPECULATIVE = "predicted reader"  # its owner's last transaction only read (`speculative_reads`)
     WINDOW_PASSED = "window passed"  # it held the turn for a window without asking to write
     TIMED_OUT = "turn timed out"  # its read slot waited the lock timeout: it reads on, a write is refused
+    WRITER_ASLEEP = "writer asleep"  # the turn's writer sleeps in its open transaction (reader_patience)
+    CYCLE = "holder waits for it"  # waiting would close a cycle: the turn's holder waits for its locks
     AFTER_WRITE = "read after its write"  # another connection of its process wrote from beside
 
 

@@ -18,6 +18,7 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_WINDOW = 0.05
 DEFAULT_READER_LEAD = 0.05
 DEFAULT_WRITE_RETRY_GRACE = 0.01
+DEFAULT_READER_PATIENCE = 1.0
 DEFAULT_RESERVATION = 2.0
 DEFAULT_EXCLUSIVE_PRIORITY = 1.0
 DEFAULT_SCHEMA_GRACE = 0.005
@@ -53,6 +54,11 @@ class LockSettings:
     # since its snapshot, SQLite answers "database is locked" as natively (a busy timeout makes an
     # autocommit statement start over, in a turn). Off: no transaction that may write ever fails.
     speculative_reads: bool = False
+
+    # Policy `beside`, WAL mode: a read start of an owner not known to write (new, or a predicted
+    # reader) waits at most this long for a turn held by a writer asleep in its open transaction
+    # (a shell left at `BEGIN; INSERT ...`): then it reads beside, as natively. Known writers wait.
+    reader_patience: float = DEFAULT_READER_PATIENCE
 
     # A write from beside the turn (SQLite already holds a snapshot) keeps the turn this long after
     # it lets go of the WRITE lock while its owner still reads: a stale snapshot's write was refused

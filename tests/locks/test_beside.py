@@ -609,3 +609,55 @@ def test_speculative_reads_run_beside_and_a_write_after_one_takes_a_turn() -> No
     r.wal_write()
     assert r.shmf(U, SLOT) == 0
     mgr.shutdown()
+
+
+def test_readers_read_beside_a_writer_asleep_in_its_open_transaction() -> None:
+    """A shell left at `BEGIN; INSERT ...`: natively WAL readers go on reading. A read start of an
+    owner not known to write waits `reader_patience` for that writer, then reads beside; a known
+    writer keeps waiting for its commit."""
+    asleep = {"now": False}
+    mgr = make(working=lambda pid: not asleep["now"], reader_patience=0.2)
+    mgr.name_database(DB, "db")
+    holder, other_writer = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    new = client(mgr, 3)
+    new.wal_open()
+    assert holder.wal_begin() == (0, 0)
+    assert holder.shmf(W, WRITE_LOCK) == 0  # writing, then its client sits at a prompt
+    read = Bg(new.wal_begin)
+    write = Bg(other_writer.wal_begin)
+    wait_until(lambda: waiting(mgr) == 2)
+    assert read.blocked(settle=0.4)  # the writer is at work (runnable, or in a FUSE request)
+    asleep["now"] = True
+    t0 = time.monotonic()
+    assert read.get() == (0, 0)
+    assert 0.15 < time.monotonic() - t0 < SOON
+    owners = {o["pid"]: o for o in db_snapshot(mgr, "db")["owners"]}
+    assert (owners[new.pid]["state"], owners[new.pid]["why"]) == ("beside", "writer asleep")
+    assert write.blocked()  # a known writer waits for the commit
+    assert new.shmf(U, SLOT) == 0
+    assert holder.shmf(U, WRITE_LOCK) == 0
+    assert holder.shmf(U, SLOT) == 0
+    assert write.get() == (0, 1)
+    other_writer.wal_write()
+    assert other_writer.shmf(U, SLOT) == 0
+    mgr.shutdown()
+
+
+def test_a_wal_start_that_would_close_a_cycle_goes_on_beside(mgr: LockManager) -> None:
+    """walthread.test: a connection switching the database to a rollback journal holds the turn
+    and waits for EXCLUSIVE, while others still holding SHARED reopen the WAL (WRLCK DMS). A
+    refused DMS is retried by SQLite until "locking protocol"; the holder waits for them anyway."""
+    switcher, other = writer(mgr, 1, wal=False), client(mgr, 2)
+    assert other.begin() == 0  # SHARED on the database
+    assert other.dbf(U, PENDING) == 0
+    assert switcher.begin() == 0
+    assert switcher.dbf(W, RESERVED) == 0
+    assert switcher.dbf(W, PENDING) == 0
+    exclusive = Bg(lambda: switcher.dbf(W, SHARED))  # waits for other's SHARED
+    assert exclusive.blocked()
+    assert other.shmf(W, DMS) == 0  # would wait for the switcher, which waits for it: beside
+    assert db_snapshot(mgr, "db")["counters"]["victims"] == 1  # (a cycle, not a refusal)
+    assert other.shmf(U, DMS) == 0
+    assert other.dbf(U, WHOLE) == 0
+    assert exclusive.get() == 0
+    switcher.end()
