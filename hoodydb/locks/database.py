@@ -144,8 +144,8 @@ class Database:
             req.owner,
             req.pid,
             self.clock(),
-            # Rule 3: a read slot or DMS asked for with a view of the -shm from before the last
-            # commit must look again; the WRITE lock makes SQLite re-read it anyway.
+            # Rule 3: a read slot or DMS asked for with a view of the -shm from before a commit
+            # must look again; the WRITE lock makes SQLite re-read it anyway.
             reserve_on_handoff=f.role is FileRole.SHM and req.locks != Lock.WRITE,
             reason=reason,
             window=beside,
@@ -204,7 +204,7 @@ class Database:
         if gate.window_over(now):
             admission = gate.admitted
             assert admission is not None
-            if self.working is not None and self.working(admission.pid):
+            if self.working is not None and self.working(admission.thread or admission.pid):
                 # Starting a write, most likely, on a machine too busy to run it: look again soon.
                 gate.extend_window(now + self.settings.window / 2)
             # Never while it rebuilds the index or writes: others would run on a half-done state.
@@ -226,7 +226,8 @@ class Database:
         if gate.readers_waiting() and admitted.window_until is None and not admitted.held:
             # A writer holds the turn: readers wait for its commit, unless it sleeps in its open
             # transaction (a shell left at `BEGIN; INSERT ...`), where natively they would read.
-            since = gate.note_asleep(now, self.working is not None and self.working(admitted.pid) is False)
+            thread = admitted.thread or admitted.pid
+            since = gate.note_asleep(now, self.working is not None and self.working(thread) is False)
             if since is not None and now - since >= self.settings.reader_patience:
                 trace.debug("pid %d sleeps in its write transaction: readers read beside", admitted.pid)
                 gate.release_readers()
@@ -376,8 +377,11 @@ class Database:
     def granted(self, f: LockedFile, req: LockRequest) -> None:
         """`req` was granted: what it tells about the admitted owner's transaction."""
         owner = req.owner
+        if f.role is FileRole.SHM and req.kind is LockKind.WRITE and req.locks & (Lock.WRITE | Lock.DMS):
+            self.gate.note_index_change()
         if not self.gate.is_admitted(owner):
             return
+        self.gate.note_thread(owner, req.pid)
         if f.role is FileRole.DATABASE:
             if req.kind is LockKind.WRITE:
                 self.gate.note_write(owner)
@@ -393,8 +397,10 @@ class Database:
             elif req.kind is LockKind.READ and req.locks & Lock.READ_SLOTS:
                 self.gate.note_entered(owner)
 
-    def released(self, f: LockedFile, owner: Owner, released_dms: bool) -> None:
-        """`owner` let go of locks on `f` (an unlock, a close, a dropped file)."""
+    def released(self, f: LockedFile, owner: Owner, locks: Lock) -> None:
+        """`owner` let go of `locks` on `f` (an unlock, a close, a dropped file)."""
+        if f.role is FileRole.SHM and locks & (Lock.WRITE | Lock.DMS):
+            self.gate.note_index_change()  # (a commit, or the index rebuilt: readers look again)
         admission = self.gate.admission_of(owner)
         if admission is not None and self._transaction_over(owner):
             if protocol.in_wal_mode(self.shm, owner):
@@ -406,7 +412,12 @@ class Database:
                 self.intents.ended(owner, wrote=False)
             if ended.learn:
                 self.intents.learn(owner, Intent.READER)
-        if f.role is FileRole.SHM and released_dms and self.wal_ready and not protocol.wal_active(self.shm):
+        if (
+            f.role is FileRole.SHM
+            and Lock.DMS in locks
+            and self.wal_ready
+            and not protocol.wal_active(self.shm)
+        ):
             # The last connection let go of the -shm: the next one rebuilds the index
             # (recovery), and that must happen inside a turn, not beside one.
             self.wal_ready = False

@@ -47,9 +47,11 @@ class Ticket:
     pid: int
     since: float
     reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
+    # (only if the WAL index changed while it waited: `AdmissionGate.index_changes`)
     reason: Reason = Reason.WRITER
     window: bool = False  # its turn is a window (policy `beside`)
     read_slot: bool = False  # a WAL read start: it may read beside a sleeping writer (`release_readers`)
+    index_seen: int = 0  # `AdmissionGate.index_changes` when it began to wait
     wake: Callable[[], None] = lambda: None  # it is admitted
     on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
@@ -70,6 +72,7 @@ class Admission:
     window_until: float | None = None  # a turn that has not written may pass on then (`beside`)
     ends_with_write: bool = False  # a write from beside: the turn ends when its WRITE lock goes
     asleep_since: float | None = None  # its thread was first seen asleep (while readers waited)
+    thread: int = 0  # the client thread of its latest granted lock: the one to watch (0: `pid`)
 
     @property
     def held(self) -> bool:
@@ -118,6 +121,8 @@ class AdmissionGate:
     # hand-off wakes them all, and looks through the lanes only for such an owner.
     _tickets: dict[Owner, int] = field(default_factory=dict)
     _readers: int = 0  # waiting tickets that may read beside a sleeping writer (`release_readers`)
+    # WRITE or DMS locks taken on the -shm, ever: the WAL index header can only change under them.
+    index_changes: int = 0
 
     @property
     def queue(self) -> list[Ticket]:
@@ -238,6 +243,17 @@ class AdmissionGate:
         current = self.admission_of(owner)
         return current is not None and current.priority_until is not None and now < current.priority_until
 
+    def note_thread(self, owner: Owner, tid: int) -> None:
+        """A lock of the admitted owner was granted to thread `tid`: the one its transaction runs
+        on now (Go moves a goroutine between threads)."""
+        current = self.admission_of(owner)
+        if current is not None and tid > 0:
+            current.thread = tid
+
+    def note_index_change(self) -> None:
+        """WRITE or DMS was taken on the -shm: the WAL index header may change."""
+        self.index_changes += 1
+
     def note_asleep(self, now: float, asleep: bool) -> float | None:
         """The holder's thread was seen asleep (or not): since when it has been, if it is."""
         current = self.admitted
@@ -252,11 +268,11 @@ class AdmissionGate:
     # -- the lanes -----------------------------------------------------------------------------
 
     def readers_waiting(self) -> bool:
-        """Is a read start of an owner not known to write waiting?"""
+        """Is a WAL read start waiting?"""
         return self._readers > 0
 
     def release_readers(self) -> list[Ticket]:
-        """Let every waiting read start of an owner not known to write go, to read beside the turn."""
+        """Let every waiting WAL read start go, to read beside the turn."""
         released = []
         for lane in (self.leading, self.writers):
             kept = []
@@ -279,6 +295,7 @@ class AdmissionGate:
     def enqueue(self, ticket: Ticket) -> None:
         self._tickets[ticket.owner] = self._tickets.get(ticket.owner, 0) + 1
         self._readers += _may_read_aside(ticket)
+        ticket.index_seen = self.index_changes
         self._lane(ticket).append(ticket)
         self.counters.waits += 1
         self.counters.max_queue = max(self.counters.max_queue, self.waiting)
@@ -349,6 +366,11 @@ class AdmissionGate:
             self.counters.led += 1
         head = lane.popleft()
         self.moved_at = now
+        # A read slot asked with a view of the WAL index from before a commit must look again
+        # (EAGAIN); with no change meanwhile it goes straight in. (SQLite does not retry a refused
+        # READ0, the slot of a fully checkpointed WAL: it would read on another slot, which keeps
+        # the next writer from restarting the WAL.)
+        head.reserve_on_handoff &= head.index_seen != self.index_changes
         self.admitted = Admission(
             head.owner,
             head.pid,
@@ -393,5 +415,5 @@ class AdmissionGate:
 
 
 def _may_read_aside(ticket: Ticket) -> bool:
-    """A WAL read start of an owner not known to write: it may read beside a sleeping writer."""
-    return ticket.read_slot and ticket.reason is not Reason.WRITER
+    """A WAL read start: it may read beside a writer asleep in its open transaction."""
+    return ticket.read_slot

@@ -39,6 +39,7 @@ from hoodydb.locks.types import (
 )
 from hoodydb.locks.waiting import AbortCheck, WaitRoom, never
 
+ALL_LOCKS = ~Lock.NONE
 RETIRED_NAMES = 1024  # counters kept for databases that nobody has open, by path
 OPEN_NAMES = 65536  # paths of open files that took no lock yet (bounded by open files anyway)
 
@@ -188,7 +189,7 @@ class LockManager:
             return Outcome.GRANTED  # nobody holds a lock on the file, so nobody waits on it either
         unlocked.table.set(req.owner, req.start, req.end, LockKind.UNLOCK)
         db = self._dbs.get(req.db) if req.db is not None else None
-        self._after_release(unlocked, db, req.owner, released_dms=Lock.DMS in req.locks)
+        self._after_release(unlocked, db, req.owner, req.locks)
         return Outcome.GRANTED
 
     def _lock(self, req: LockRequest, abort: AbortCheck) -> Outcome:
@@ -329,11 +330,12 @@ class LockManager:
         return db
 
     def _after_release(
-        self, f: LockedFile, db: Database | None, owner: Owner, released_dms: bool = True
+        self, f: LockedFile, db: Database | None, owner: Owner, released: Lock = ALL_LOCKS
     ) -> None:
+        """`owner` let go of `released` on `f` (everything it held, when its file was dropped)."""
         f.wake_waiters()
         if db is not None:
-            db.released(f, owner, released_dms)
+            db.released(f, owner, released)
         if not f.table and not f.waiters:
             del self._files[f.key]
 

@@ -55,9 +55,10 @@ class LockSettings:
     # autocommit statement start over, in a turn). Off: no transaction that may write ever fails.
     speculative_reads: bool = False
 
-    # Policy `beside`, WAL mode: a read start of an owner not known to write (new, or a predicted
-    # reader) waits at most this long for a turn held by a writer asleep in its open transaction
-    # (a shell left at `BEGIN; INSERT ...`): then it reads beside, as natively. Known writers wait.
+    # Policy `beside`, WAL mode: a transaction start waits at most this long for a turn held by a
+    # writer asleep in its open transaction (a shell left at `BEGIN; INSERT ...`, a program
+    # stopped with SIGSTOP): then it reads beside, as natively, and if it writes, SQLite checks its
+    # snapshot once the writer is done (native's "database is locked" after a commit).
     reader_patience: float = DEFAULT_READER_PATIENCE
 
     # A write from beside the turn (SQLite already holds a snapshot) keeps the turn this long after
