@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 from hoodydb.locks import protocol
 from hoodydb.locks.files import LockedFile
-from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, Reason, Ticket
+from hoodydb.locks.gate import Admission, AdmissionGate, GateCounters, OnStall, Reason, Ticket
 from hoodydb.locks.intents import Aside, Beside, Intent, Intents
 from hoodydb.locks.report import BesideReport, DatabaseReport, OwnerReport, TurnReport, WaiterReport
 from hoodydb.locks.settings import LockSettings
@@ -149,12 +149,22 @@ class Database:
             reserve_on_handoff=f.role is FileRole.SHM and req.locks != Lock.WRITE,
             reason=reason,
             window=beside,
-            read_slot=beside and protocol.is_read_slot(req),
+            on_stall=self._on_stall(req) if beside else OnStall.WAIT,
         )
         outcome = self._take_turn(ticket, req, deadline, abort)
         if outcome is Outcome.GRANTED:
             self._note_first_transaction(req)
         return outcome
+
+    @staticmethod
+    def _on_stall(req: LockRequest) -> OnStall:
+        """What a start does if the turn's writer sleeps in its open transaction (WAL only: with
+        a rollback journal that writer's locks keep readers out natively too)."""
+        if protocol.is_read_slot(req):
+            return OnStall.READ_BESIDE
+        if req.role is FileRole.SHM and req.locks == Lock.WRITE:
+            return OnStall.REFUSE
+        return OnStall.WAIT
 
     def _begin_beside(self, req: LockRequest, why: Aside, *, learn: bool) -> None:
         if req.owner not in self.beside:
@@ -223,14 +233,15 @@ class Database:
             for t in (admitted.reserved_until, admitted.window_until, admitted.priority_until)
             if t is not None and t > now
         ]
-        if gate.readers_waiting() and admitted.window_until is None and not admitted.held:
-            # A writer holds the turn: readers wait for its commit, unless it sleeps in its open
-            # transaction (a shell left at `BEGIN; INSERT ...`), where natively they would read.
+        if gate.stallable_waiting() and admitted.window_until is None and not admitted.held:
+            # A writer holds the turn: others wait for its commit, unless it sleeps in its open
+            # transaction (a shell left at `BEGIN; INSERT ...`): then they get native SQLite's
+            # answers (`reader_patience`): a read reads beside it, a WRITE lock is refused.
             thread = admitted.thread or admitted.pid
             since = gate.note_asleep(now, self.working is not None and self.working(thread) is False)
             if since is not None and now - since >= self.settings.reader_patience:
                 trace.debug("pid %d sleeps in its write transaction: readers read beside", admitted.pid)
-                gate.release_readers()
+                gate.release_stalled()
             else:
                 moments.append(self.settings.window / 2)  # look again
         return min(moments, default=None)
@@ -270,10 +281,15 @@ class Database:
         # for the whole lock timeout (a stuck holder) does.
         bound = self.settings.lock_timeout
         progress = None if deadline is None else (lambda: max(deadline, gate.moved_at + bound))
-        outcome = self._room.wait(waiter, lambda: ticket.admitted or ticket.aside, progress, abort, tick)
-        if ticket.aside:
+        outcome = self._room.wait(
+            waiter, lambda: ticket.admitted or ticket.released is not None, progress, abort, tick
+        )
+        if ticket.released is OnStall.READ_BESIDE:
             self._begin_beside(req, Aside.WRITER_ASLEEP, learn=False)
             return Outcome.GRANTED
+        if ticket.released is OnStall.REFUSE:
+            gate.counters.refused_writes += 1
+            return Outcome.BUSY
         if outcome is Outcome.GRANTED:
             self._room.granted(req.owner)
         else:

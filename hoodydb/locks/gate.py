@@ -26,6 +26,14 @@ from hoodydb.locks.settings import LockSettings
 from hoodydb.locks.types import Owner
 
 
+class OnStall(enum.Enum):
+    """What a waiting start does when the turn's writer sleeps in its open transaction."""
+
+    WAIT = "wait"  # for the commit (rollback journal; DMS)
+    READ_BESIDE = "read beside"  # a WAL read slot: read beside it, as natively
+    REFUSE = "refuse"  # a WAL WRITE-lock start (a checkpoint): EAGAIN, SQLite's busy handler
+
+
 class Reason(enum.Enum):
     """Why an owner holds, or waits for, the turn (`hoodydb locks` shows it)."""
 
@@ -50,12 +58,12 @@ class Ticket:
     # (only if the WAL index changed while it waited: `AdmissionGate.index_changes`)
     reason: Reason = Reason.WRITER
     window: bool = False  # its turn is a window (policy `beside`)
-    read_slot: bool = False  # a WAL read start: it may read beside a sleeping writer (`release_readers`)
+    on_stall: OnStall = OnStall.WAIT  # if the turn's writer sleeps in its transaction (`release_stalled`)
     index_seen: int = 0  # `AdmissionGate.index_changes` when it began to wait
     wake: Callable[[], None] = lambda: None  # it is admitted
     on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
-    aside: bool = False  # let go to read beside the turn instead (`release_readers`)
+    released: OnStall | None = None  # let go by `release_stalled`, to do this instead
 
 
 @dataclass(slots=True)
@@ -92,7 +100,9 @@ class GateCounters:
     beside: int = 0  # transactions of readers that ran beside the turn (policy `beside`)
     led: int = 0  # turns given to the leading lane while writers waited
     writes_from_beside: int = 0  # transactions beside the turn that asked to write and took it
-    refused_writes: int = 0  # writes from beside refused (rollback journal: another writer had the turn)
+    # writes from beside refused (rollback journal: another writer had the turn), and WAL WRITE-lock
+    # starts refused behind a writer asleep in its transaction (`reader_patience`)
+    refused_writes: int = 0
     refused_full: int = 0  # starts refused at once: as many requests were parked as the daemon allows
     expired_reservations: int = 0
     wait_seconds: float = 0.0
@@ -120,7 +130,7 @@ class AdmissionGate:
     # How many tickets each waiting owner has: several when threads of one process wait. A
     # hand-off wakes them all, and looks through the lanes only for such an owner.
     _tickets: dict[Owner, int] = field(default_factory=dict)
-    _readers: int = 0  # waiting tickets that may read beside a sleeping writer (`release_readers`)
+    _stallable: int = 0  # waiting tickets that do not wait for a sleeping writer (`release_stalled`)
     # WRITE or DMS locks taken on the -shm, ever: the WAL index header can only change under them.
     index_changes: int = 0
 
@@ -267,25 +277,26 @@ class AdmissionGate:
 
     # -- the lanes -----------------------------------------------------------------------------
 
-    def readers_waiting(self) -> bool:
-        """Is a WAL read start waiting?"""
-        return self._readers > 0
+    def stallable_waiting(self) -> bool:
+        """Is a start waiting that need not wait for a writer asleep in its transaction?"""
+        return self._stallable > 0
 
-    def release_readers(self) -> list[Ticket]:
-        """Let every waiting WAL read start go, to read beside the turn."""
+    def release_stalled(self) -> list[Ticket]:
+        """The turn's writer sleeps in its open transaction: let go every start that need not
+        wait for it (`Ticket.on_stall`)."""
         released = []
         for lane in (self.leading, self.writers):
             kept = []
             for t in lane:
-                if _may_read_aside(t):
-                    t.aside = True
+                if t.on_stall is not OnStall.WAIT:
+                    t.released = t.on_stall
                     released.append(t)
                     self._forget_one(t.owner)
                 else:
                     kept.append(t)
             lane.clear()
             lane.extend(kept)
-        self._readers = 0
+        self._stallable = 0
         for t in released:
             self.counters.wait_seconds += self.clock() - t.since
             t.wake()
@@ -294,7 +305,7 @@ class AdmissionGate:
 
     def enqueue(self, ticket: Ticket) -> None:
         self._tickets[ticket.owner] = self._tickets.get(ticket.owner, 0) + 1
-        self._readers += _may_read_aside(ticket)
+        self._stallable += ticket.on_stall is not OnStall.WAIT
         ticket.index_seen = self.index_changes
         self._lane(ticket).append(ticket)
         self.counters.waits += 1
@@ -307,7 +318,7 @@ class AdmissionGate:
             head = self.head(ticket)
             lane.remove(ticket)
             self._forget_one(ticket.owner)
-            self._readers -= _may_read_aside(ticket)
+            self._stallable -= ticket.on_stall is not OnStall.WAIT
             if head:
                 self.wake_head()  # the new head keeps the gate's time
         self.counters.wait_seconds += self.clock() - ticket.since
@@ -390,7 +401,7 @@ class AdmissionGate:
                 each.clear()
                 each.extend(kept)
         for ticket in woken:
-            self._readers -= _may_read_aside(ticket)
+            self._stallable -= ticket.on_stall is not OnStall.WAIT
             ticket.admitted = True
             self.counters.wait_seconds += now - ticket.since
             ticket.wake()
@@ -412,8 +423,3 @@ class AdmissionGate:
         """Is `ticket` the one that keeps the gate's time? Only it wakes for the gate's timed moments
         (a window or a reservation running out); the other waiters sleep until they are woken."""
         return self._head() is ticket
-
-
-def _may_read_aside(ticket: Ticket) -> bool:
-    """A WAL read start: it may read beside a writer asleep in its open transaction."""
-    return ticket.read_slot

@@ -614,23 +614,26 @@ def test_speculative_reads_run_beside_and_a_write_after_one_takes_a_turn() -> No
 def test_readers_read_beside_a_writer_asleep_in_its_open_transaction() -> None:
     """A shell left at `BEGIN; INSERT ...`: natively WAL readers go on reading. A WAL transaction
     start waits `reader_patience` for that writer, then reads beside; if it writes, it waits for
-    the turn (and SQLite checks its snapshot then). A writer at work is waited for."""
+    the turn (and SQLite checks its snapshot then); a WRITE-lock start is refused. A writer at
+    work is waited for."""
     asleep = {"now": False}
     mgr = make(working=lambda pid: not asleep["now"], reader_patience=0.2)
     mgr.name_database(DB, "db")
     holder, other_writer = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
-    new = client(mgr, 3)
+    new, checkpointer = client(mgr, 3), writer(mgr, 4, wal=True)
     new.wal_open()
     assert holder.wal_begin() == (0, 0)
     assert holder.shmf(W, WRITE_LOCK) == 0  # writing, then its client sits at a prompt
     read = Bg(new.wal_begin)
     write = Bg(other_writer.wal_begin)
-    wait_until(lambda: waiting(mgr) == 2)
+    checkpoint = Bg(lambda: checkpointer.shmf(W, WRITE_LOCK))  # a FULL checkpoint's WRITE lock
+    wait_until(lambda: waiting(mgr) == 3)
     assert read.blocked(settle=0.4)  # the writer is at work (runnable, or in a FUSE request)
     asleep["now"] = True
     t0 = time.monotonic()
     assert read.get() == (0, 0)
     assert write.get() == (0, 0)
+    assert checkpoint.get() == errno.EAGAIN  # refused, as natively: its busy handler runs
     assert 0.15 < time.monotonic() - t0 < SOON
     owners = {o["pid"]: o for o in db_snapshot(mgr, "db")["owners"]}
     assert (owners[new.pid]["state"], owners[new.pid]["why"]) == ("beside", "writer asleep")
