@@ -258,6 +258,10 @@ class LockManager:
         def done() -> bool:
             return not blockers() and (db is None or db.yields_to(f, req) is None)
 
+        if deadline is not None and protocol.waits_only_for_marks(f, req):
+            # A mark is moved in a moment; one held longer is a checkpoint resetting the WAL (a
+            # TRUNCATE holds READ0 while it works): SQLite then reads another way, as natively.
+            deadline = min(deadline, self.clock() + self.settings.reader_patience)
         waiter = self._room.waiter(req.owner, blockers)
         claimed = db is not None and db.claim_priority(req, spans)
         f.waiters.add(waiter.cond.notify)

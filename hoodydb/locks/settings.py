@@ -58,7 +58,9 @@ class LockSettings:
     # Policy `beside`, WAL mode: a transaction start waits at most this long for a turn held by a
     # writer asleep in its open transaction (a shell left at `BEGIN; INSERT ...`, a program
     # stopped with SIGSTOP): then it reads beside, as natively, and if it writes, SQLite checks its
-    # snapshot once the writer is done (native's "database is locked" after a commit).
+    # snapshot once the writer is done (native's "database is locked" after a commit). Also the
+    # longest a read slot waits for another connection's write lock on that slot (a read mark
+    # moves in a moment; a checkpoint truncating the WAL holds READ0 while it works).
     reader_patience: float = DEFAULT_READER_PATIENCE
 
     # A write from beside the turn (SQLite already holds a snapshot) keeps the turn this long after

@@ -340,6 +340,22 @@ def test_a_read_slot_waits_out_a_moving_mark(mgr: LockManager) -> None:
     assert r.shmf(U, OTHER_SLOT) == 0
 
 
+def test_a_read_slot_held_by_a_checkpoint_is_refused_after_a_while() -> None:
+    """A checkpoint truncating the WAL holds READ0 exclusively while it works (and SQLite's own
+    tests make it wait for the reader, through the test's pipes): the reader is refused after
+    `reader_patience`, and SQLite reads another way, as natively."""
+    mgr = make(reader_patience=0.2)
+    mgr.name_database(DB, "db")
+    r, checkpointer = reader(mgr, 1, wal=True), reader(mgr, 2, wal=True)
+    read0 = (SLOT[0] - 1, SLOT[1] - 1)
+    assert checkpointer.shmf(W, read0) == 0
+    t0 = time.monotonic()
+    assert r.shmf(R, read0) == errno.EAGAIN
+    assert 0.15 < time.monotonic() - t0 < SOON
+    assert checkpointer.shmf(U, read0) == 0
+    mgr.shutdown()
+
+
 # -- what is learned, and forgotten -------------------------------------------------------------------
 
 
