@@ -198,7 +198,10 @@ class Database:
             gate.counters.refused_writes += 1
             return Outcome.BUSY
         else:
-            ticket = Ticket(req.owner, req.pid, self.clock(), False, Reason.WRITE_FROM_BESIDE)
+            # (Behind a writer asleep in its transaction, refused after reader_patience, as natively.)
+            ticket = Ticket(
+                req.owner, req.pid, self.clock(), False, Reason.WRITE_FROM_BESIDE, on_stall=OnStall.REFUSE
+            )
             outcome = self._take_turn(ticket, req, deadline, abort)
             if outcome is not Outcome.GRANTED:
                 return outcome

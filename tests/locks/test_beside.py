@@ -629,9 +629,8 @@ def test_speculative_reads_run_beside_and_a_write_after_one_takes_a_turn() -> No
 
 def test_readers_read_beside_a_writer_asleep_in_its_open_transaction() -> None:
     """A shell left at `BEGIN; INSERT ...`: natively WAL readers go on reading. A WAL transaction
-    start waits `reader_patience` for that writer, then reads beside; if it writes, it waits for
-    the turn (and SQLite checks its snapshot then); a WRITE-lock start is refused. A writer at
-    work is waited for."""
+    start waits `reader_patience` for that writer, then reads beside; a write (from beside, or a
+    WRITE-lock start) is refused after as long. A writer at work is waited for."""
     asleep = {"now": False}
     mgr = make(working=lambda pid: not asleep["now"], reader_patience=0.2)
     mgr.name_database(DB, "db")
@@ -654,7 +653,10 @@ def test_readers_read_beside_a_writer_asleep_in_its_open_transaction() -> None:
     owners = {o["pid"]: o for o in db_snapshot(mgr, "db")["owners"]}
     assert (owners[new.pid]["state"], owners[new.pid]["why"]) == ("beside", "writer asleep")
     assert (owners[other_writer.pid]["state"], owners[other_writer.pid]["why"]) == ("beside", "writer asleep")
-    asked = Bg(lambda: other_writer.shmf(W, WRITE_LOCK))  # it writes after all: waits for the turn
+    # It writes after all: refused, as natively (at once: the writer has slept long enough).
+    assert other_writer.shmf(W, WRITE_LOCK) == errno.EAGAIN
+    asleep["now"] = False
+    asked = Bg(lambda: other_writer.shmf(W, WRITE_LOCK))  # while the writer works, it waits
     assert asked.blocked()
     assert new.shmf(U, SLOT) == 0
     assert holder.shmf(U, WRITE_LOCK) == 0
