@@ -236,10 +236,18 @@ class Database:
             for t in (admitted.reserved_until, admitted.window_until, admitted.priority_until)
             if t is not None and t > now
         ]
-        if gate.stallable_waiting() and admitted.window_until is None and not admitted.held:
-            # A writer holds the turn: others wait for its commit, unless it sleeps in its open
-            # transaction (a shell left at `BEGIN; INSERT ...`): then they get native SQLite's
-            # answers (`reader_patience`): a read reads beside it, a WRITE lock is refused.
+        if (
+            gate.stallable_waiting()
+            and not admitted.held
+            and (
+                admitted.window_until is None
+                or protocol.changes_the_index(self.shm, self.dbf, admitted.owner)
+            )
+        ):
+            # A writer holds the turn (its window cannot pass it on): others wait for its commit,
+            # unless it sleeps in its open transaction (a shell left at `BEGIN; INSERT ...`):
+            # then they get native SQLite's answers (`reader_patience`): a read reads beside it,
+            # a write is refused.
             thread = admitted.thread or admitted.pid
             since = gate.note_asleep(now, self.working is not None and self.working(thread) is False)
             if since is not None and now - since >= self.settings.reader_patience:

@@ -667,6 +667,24 @@ def test_readers_read_beside_a_writer_asleep_in_its_open_transaction() -> None:
     mgr.shutdown()
 
 
+def test_readers_read_beside_a_checkpoint_asleep_with_the_write_lock() -> None:
+    """A TRUNCATE checkpoint holds WRITE (its turn, though it holds no read slot: no window can
+    pass it on) and waits for something else (in walro2.test, for the very reader, through the
+    test's pipes): a read start reads beside it after `reader_patience`."""
+    mgr = make(working=lambda pid: False, reader_patience=0.2)
+    mgr.name_database(DB, "db")
+    checkpointer, r = writer(mgr, 1, wal=True), client(mgr, 2)
+    r.wal_open()
+    assert checkpointer.shmf(W, WRITE_LOCK) == 0  # a start: its turn
+    assert admitted_pid(mgr) == checkpointer.pid
+    t0 = time.monotonic()
+    assert r.wal_begin() == (0, 0)
+    assert 0.15 < time.monotonic() - t0 < SOON
+    assert r.shmf(U, SLOT) == 0
+    assert checkpointer.shmf(U, WRITE_LOCK) == 0
+    mgr.shutdown()
+
+
 def test_a_wal_start_that_would_close_a_cycle_goes_on_beside(mgr: LockManager) -> None:
     """walthread.test: a connection switching the database to a rollback journal holds the turn
     and waits for EXCLUSIVE, while others still holding SHARED reopen the WAL (WRLCK DMS). A
