@@ -2,8 +2,9 @@
 
 2,000 one-shot `sqlite3` CLI inserts started together (bench/burst.py spawns them; no busy
 timeout, as a user runs them): none fails, every row is there. A process that holds BEGIN
-EXCLUSIVE and never commits still makes the writers behind it fail after `--lock-timeout`, and
-`hoodydb locks` names it.
+EXCLUSIVE and never commits still makes the writers behind it fail: with a rollback journal after
+`--lock-timeout`; in WAL mode, since it sleeps in its transaction, after the readers' patience
+(1 s), as natively they would at once. `hoodydb locks` names it.
 """
 
 from __future__ import annotations
@@ -68,18 +69,19 @@ def test_a_stuck_holder_makes_waiters_fail_after_the_lock_timeout(
             )
             for i in range(5)
         ]
-        time.sleep(1.0)
+        time.sleep(0.4)  # (in WAL mode they are let go at 1 s: the holder sleeps)
         report = locks_report(mounted)
         (entry,) = [d for d in report["databases"] if d["database"] == "/stuck.db"]
         assert entry["admitted"]["pid"] == holder.pid and "BEGIN EXCLUSIVE" in entry["admitted"]["command"]
-        assert entry["still_seconds"] >= 0.9 and len(entry["waiting"]) == 5
+        assert entry["still_seconds"] >= 0.3 and len(entry["waiting"]) == 5
         text = locks_text(mounted)
         assert f"running: pid {holder.pid}" in text and "the turn last moved" in text
         for w in writers:
             _, err = w.communicate(timeout=30)
             assert w.returncode != 0 and b"database is locked" in err, err
         took = time.monotonic() - t0
-        assert 1.8 <= took < 15, took
+        bound = 1.0 if mode == "wal" else 2.0  # reader_patience; --lock-timeout
+        assert 0.9 * bound <= took < 15, took
         holder.kill()
     wait_until(lambda: subprocess.run(["sqlite3", db, "INSERT INTO t(v) VALUES (7)"]).returncode == 0)
     assert check_database(db) == (1, "ok")  # the holder's insert was rolled back with it
