@@ -248,14 +248,16 @@ class Database:
             # unless it sleeps in its open transaction (a shell left at `BEGIN; INSERT ...`):
             # then they get native SQLite's answers (`reader_patience`): a read reads beside it,
             # a write is refused.
-            thread = admitted.thread or admitted.pid
-            since = gate.note_asleep(now, self.working is not None and self.working(thread) is False)
+            since = admitted.asleep_since
+            if now - admitted.asleep_looked >= self.settings.window / 2:  # (/proc costs a few syscalls)
+                thread = admitted.thread or admitted.pid
+                since = gate.note_asleep(now, self.working is not None and self.working(thread) is False)
             if since is not None and now - since >= self.settings.reader_patience:
                 trace.debug("pid %d sleeps in its write transaction: readers read beside", admitted.pid)
                 gate.release_stalled()
             else:
                 moments.append(self.settings.window / 2)  # look again
-        else:
+        elif admitted.asleep_since is not None:
             gate.note_asleep(now, False)  # nobody to let go: what was seen of its sleep is stale
         return min(moments, default=None)
 

@@ -80,6 +80,7 @@ class Admission:
     window_until: float | None = None  # a turn that has not written may pass on then (`beside`)
     ends_with_write: bool = False  # a write from beside: the turn ends when its WRITE lock goes
     asleep_since: float | None = None  # its thread was first seen asleep (while readers waited)
+    asleep_looked: float = float("-inf")  # when its thread was last looked at
     thread: int = 0  # the client thread of its latest granted lock: the one to watch (0: `pid`)
 
     @property
@@ -269,6 +270,7 @@ class AdmissionGate:
         current = self.admitted
         if current is None:
             return None
+        current.asleep_looked = now
         if not asleep:
             current.asleep_since = None
         elif current.asleep_since is None:
