@@ -408,8 +408,6 @@ class Database:
     def granted(self, f: LockedFile, req: LockRequest) -> None:
         """`req` was granted: what it tells about the admitted owner's transaction."""
         owner = req.owner
-        if f.role is FileRole.SHM and req.kind is LockKind.WRITE and req.locks & (Lock.WRITE | Lock.DMS):
-            self.gate.note_index_change()
         if not self.gate.is_admitted(owner):
             return
         self.gate.note_thread(owner, req.pid)
@@ -430,8 +428,6 @@ class Database:
 
     def released(self, f: LockedFile, owner: Owner, locks: Lock) -> None:
         """`owner` let go of `locks` on `f` (an unlock, a close, a dropped file)."""
-        if f.role is FileRole.SHM and locks & (Lock.WRITE | Lock.DMS):
-            self.gate.note_index_change()  # (a commit, or the index rebuilt: readers look again)
         admission = self.gate.admission_of(owner)
         if admission is not None and self._transaction_over(owner):
             if protocol.in_wal_mode(self.shm, owner):

@@ -3,10 +3,10 @@
 Pure bookkeeping, no threads and no I/O: the lock manager asks it who may run and tells it when a
 transaction ends; it answers which waiting ticket to wake. Tickets wait in one of two lanes:
 writers, in arrival order, and a leading lane for transactions expected to be short (a predicted
-reader) or already under way (a write from beside the turn). The next turn goes to the leading
-lane unless the first writer has waited `reader_lead` or longer: a read from a read-write
-connection waits for the transaction holding the turn, not for the queue behind it, and a writer
-is passed over for a bounded time only. Invariants:
+reader) or already under way (a write from beside the turn). Turns go in arrival order, with a
+head start of `reader_lead` for the leading lane: a read from a read-write connection waits for
+the transaction holding the turn and the writers that arrived well before it, not for those
+just ahead of it, and a writer is passed over by `reader_lead` at most. Invariants:
 - at most one owner is admitted;
 - every waiting ticket belongs to an owner that is not admitted;
 - a reservation (the "WAL retry" rule in docs/architecture.md, or a grace) belongs to the admitted
@@ -55,11 +55,9 @@ class Ticket:
     pid: int
     since: float
     reserve_on_handoff: bool  # WAL read slot: answer EAGAIN and hold the turn for the retry
-    # (only if the WAL index changed while it waited: `AdmissionGate.index_changes`)
     reason: Reason = Reason.WRITER
     window: bool = False  # its turn is a window (policy `beside`)
     on_stall: OnStall = OnStall.WAIT  # if the turn's writer sleeps in its transaction (`release_stalled`)
-    index_seen: int = 0  # `AdmissionGate.index_changes` when it began to wait
     wake: Callable[[], None] = lambda: None  # it is admitted
     on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
@@ -132,8 +130,6 @@ class AdmissionGate:
     # hand-off wakes them all, and looks through the lanes only for such an owner.
     _tickets: dict[Owner, int] = field(default_factory=dict)
     _stallable: int = 0  # waiting tickets that do not wait for a sleeping writer (`release_stalled`)
-    # WRITE or DMS locks taken on the -shm, ever: the WAL index header can only change under them.
-    index_changes: int = 0
 
     @property
     def queue(self) -> list[Ticket]:
@@ -261,10 +257,6 @@ class AdmissionGate:
         if current is not None and tid > 0:
             current.thread = tid
 
-    def note_index_change(self) -> None:
-        """WRITE or DMS was taken on the -shm: the WAL index header may change."""
-        self.index_changes += 1
-
     def note_asleep(self, now: float, asleep: bool) -> float | None:
         """The holder's thread was seen asleep (or not): since when it has been, if it is."""
         current = self.admitted
@@ -308,7 +300,6 @@ class AdmissionGate:
     def enqueue(self, ticket: Ticket) -> None:
         self._tickets[ticket.owner] = self._tickets.get(ticket.owner, 0) + 1
         self._stallable += ticket.on_stall is not OnStall.WAIT
-        ticket.index_seen = self.index_changes
         self._lane(ticket).append(ticket)
         self.counters.waits += 1
         self.counters.max_queue = max(self.counters.max_queue, self.waiting)
@@ -361,11 +352,14 @@ class AdmissionGate:
         else:
             self._tickets.pop(owner, None)
 
-    def _next_lane(self, now: float) -> deque[Ticket]:
-        """The leading lane, unless the first writer has been passed over for long enough."""
+    def _next_lane(self) -> deque[Ticket]:
+        """Arrival order, with a head start of `reader_lead` for the leading lane: its first ticket
+        goes ahead of writers that arrived less than that before it. (Not "ahead of writers that
+        have waited less": in a long queue the first writer has always waited longer, and the
+        leading lane would starve.)"""
         if not self.leading:
             return self.writers
-        if self.writers and now - self.writers[0].since >= self.settings.reader_lead:
+        if self.writers and self.writers[0].since + self.settings.reader_lead < self.leading[0].since:
             return self.writers
         return self.leading
 
@@ -374,16 +368,11 @@ class AdmissionGate:
         if not self.waiting:
             return []
         now = self.clock()
-        lane = self._next_lane(now)
+        lane = self._next_lane()
         if lane is self.leading and self.writers:
             self.counters.led += 1
         head = lane.popleft()
         self.moved_at = now
-        # A read slot asked with a view of the WAL index from before a commit must look again
-        # (EAGAIN); with no change meanwhile it goes straight in. (SQLite does not retry a refused
-        # READ0, the slot of a fully checkpointed WAL: it would read on another slot, which keeps
-        # the next writer from restarting the WAL.)
-        head.reserve_on_handoff &= head.index_seen != self.index_changes
         self.admitted = Admission(
             head.owner,
             head.pid,

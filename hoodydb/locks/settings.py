@@ -46,7 +46,7 @@ class LockSettings:
     window: float = DEFAULT_WINDOW
 
     # Policy `beside`: a predicted reader (an owner whose last transaction only read) and a write
-    # from beside the turn go ahead of writers that have waited less than this.
+    # from beside the turn go ahead of writers that arrived less than this before them.
     reader_lead: float = DEFAULT_READER_LEAD
 
     # Policy `beside`, WAL mode: a predicted reader's transaction runs beside the writers instead

@@ -154,7 +154,6 @@ def test_reservation_is_kept_for_the_retry_and_cleared_by_it() -> None:
     gate.try_enter(1, 10)
     w.ticket(gate, 2, "b", reserve=True)
     w.ticket(gate, 3, "c")
-    gate.note_index_change()  # holder 1 commits: b must look at the WAL index again
     gate.leave(1)
     admitted = gate.admitted
     assert admitted is not None and admitted.owner == 2
@@ -176,7 +175,6 @@ def test_unused_reservation_expires_and_the_turn_moves_on() -> None:
     gate.try_enter(1, 10)
     w.ticket(gate, 2, "b", reserve=True)
     tc = w.ticket(gate, 3, "c")
-    gate.note_index_change()  # holder 1 commits: b must look at the WAL index again
     gate.leave(1)
     clock.now += 2.0
     assert gate.expire(clock.now) == [tc]
@@ -190,7 +188,6 @@ def test_try_enter_expires_a_stale_reservation_first() -> None:
     w = Woken()
     gate.try_enter(1, 10)
     w.ticket(gate, 2, "b", reserve=True)
-    gate.note_index_change()  # holder 1 commits: b must look at the WAL index again
     gate.leave(1)
     clock.now += 5
     assert gate.try_enter(7, 70)  # nobody waits, the reservation is gone: a newcomer enters
@@ -203,24 +200,11 @@ def test_late_retry_after_expiry_with_nobody_waiting_is_admitted_afresh() -> Non
     w = Woken()
     gate.try_enter(1, 10)
     w.ticket(gate, 2, "b", reserve=True)
-    gate.note_index_change()  # holder 1 commits: b must look at the WAL index again
     gate.leave(1)
     clock.now += 5
     assert gate.try_enter(2, 20)
     assert gate.admitted is not None and gate.admitted.reserved_until is None
     assert gate.counters.transactions == 3
-
-
-def test_no_reservation_when_the_wal_index_did_not_change() -> None:
-    """The waiter's view of the WAL index is still current: it goes straight in, no EAGAIN."""
-    gate, _ = make_gate(reservation=2.0)
-    w = Woken()
-    gate.try_enter(1, 10)
-    w.ticket(gate, 2, "b", reserve=True)
-    gate.leave(1)
-    admitted = gate.admitted
-    assert admitted is not None and admitted.owner == 2 and admitted.reserved_until is None
-    assert w.calls == ["b"]
 
 
 def test_counters_as_dict_lists_every_counter() -> None:
