@@ -145,8 +145,13 @@ class Database:
             req.pid,
             self.clock(),
             # Rule 3: a read slot or DMS asked for with a view of the -shm from before a commit
-            # must look again; the WRITE lock makes SQLite re-read it anyway.
-            reserve_on_handoff=f.role is FileRole.SHM and req.locks != Lock.WRITE,
+            # must look again; the WRITE lock makes SQLite re-read it anyway. Not READ0, the slot
+            # of a fully checkpointed WAL: refused, SQLite does not look again but reads on a
+            # read-mark slot, which keeps the next writer from restarting the WAL. READ0 is
+            # granted, and if SQLite finds the index changed and lets go, the turn waits for its
+            # retry (`retry_grace`).
+            reserve_on_handoff=f.role is FileRole.SHM and req.locks not in (Lock.WRITE, Lock.READ0),
+            read0=req.locks == Lock.READ0,
             reason=reason,
             window=beside,
             on_stall=self._on_stall(req) if beside else OnStall.WAIT,
@@ -360,11 +365,13 @@ class Database:
             return
         # A short read in the turn teaches nothing: an owner that polls with quick reads and then
         # writes (BEGIN IMMEDIATE at busy timeout 0, as task queues do) must keep finding its turn.
-        schema_read = admission.first_on_handle and not admission.wrote
-        if schema_read and self.settings.schema_grace > 0:
+        # A schema read (the statement runs right after), or READ0 let go at once for a retry:
+        # the turn waits a moment for what follows, and the read teaches nothing.
+        prelude = (admission.first_on_handle or admission.retry_grace) and not admission.wrote
+        if prelude and self.settings.schema_grace > 0:
             self.gate.hold_for(owner, self.settings.schema_grace)
             return
-        if not schema_read:  # (which says nothing of what the connection goes on to do)
+        if not prelude:
             self.intents.ended(owner, admission.wrote)
         if admission.ends_with_write and protocol.in_transaction(self.dbf, self.shm, owner):
             # Its process reads on (another connection's read slot), or SQLite refused the write

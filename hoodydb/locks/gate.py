@@ -58,6 +58,7 @@ class Ticket:
     reason: Reason = Reason.WRITER
     window: bool = False  # its turn is a window (policy `beside`)
     on_stall: OnStall = OnStall.WAIT  # if the turn's writer sleeps in its transaction (`release_stalled`)
+    read0: bool = False  # a WAL read start on READ0: granted on hand-off with a retry grace instead
     wake: Callable[[], None] = lambda: None  # it is admitted
     on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
@@ -73,6 +74,9 @@ class Admission:
     entered: bool = False  # WAL: has held a read slot or the WRITE lock during this admission
     wrote: bool = False  # has held a write lock of a write transaction (RESERVED and up, WAL WRITE)
     first_on_handle: bool = False  # started by a connection's first transaction: its schema read
+    # READ0 granted on hand-off with no second look: if SQLite finds the WAL index changed it lets
+    # go and asks again at once, and the turn waits for it a moment (`Database._end_turn`).
+    retry_grace: bool = False
     priority_until: float | None = None  # newcomers wait behind its EXCLUSIVE until then (manager)
     reason: Reason = Reason.WRITER
     window_until: float | None = None  # a turn that has not written may pass on then (`beside`)
@@ -330,7 +334,7 @@ class AdmissionGate:
         """Keep the turn of `owner`, between two of its transactions, for `seconds` at most."""
         current = self.admission_of(owner)
         if current is not None:
-            current.entered = current.first_on_handle = current.wrote = False  # its next transaction
+            current.entered = current.first_on_handle = current.retry_grace = current.wrote = False
             current.reserved_until = self.clock() + seconds
             self.wake_head()  # it sleeps until the hold runs out
 
@@ -380,6 +384,7 @@ class AdmissionGate:
             reserved_until=now + self.settings.reservation if head.reserve_on_handoff else None,
             reason=head.reason,
             ends_with_write=head.reason is Reason.WRITE_FROM_BESIDE,
+            retry_grace=head.read0,
         )
         if not head.reserve_on_handoff:  # (a reserved turn opens its window when it is used)
             self._open_window(self.admitted, now, head.window)

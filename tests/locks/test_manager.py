@@ -482,6 +482,35 @@ def test_wal_hand_off_reserves_the_turn_for_the_retry(mgr: LockManager) -> None:
     assert db_snapshot(mgr, "db")["counters"]["expired_reservations"] == 0
 
 
+def test_read0_is_granted_on_hand_off_and_its_retry_finds_the_turn() -> None:
+    """READ0 (a fully checkpointed WAL) answered EAGAIN makes SQLite read on a read-mark slot,
+    not look again, which keeps the next writer from restarting the WAL (SQLite's wal.test counts
+    the frames). So it is granted; if SQLite finds the index changed it lets go at once and asks
+    again, and the turn waits for it."""
+    mgr = make_manager(schema_grace=0.5)
+    mgr.name_database(DB, "db")
+    a, b, c = clients(mgr, 3)
+    for x in (a, b, c):
+        x.wal_open()
+    read0 = (SLOT[0] - 1, SLOT[1] - 1)
+    assert a.shmf(R, SLOT) == 0
+    first = Bg(lambda: b.shmf(R, read0))
+    wait_until(lambda: waiting(mgr) == 1)
+    a.wal_write()
+    assert a.shmf(U, SLOT) == 0
+    assert first.get() == 0  # granted, no EAGAIN
+    assert b.shmf(U, read0) == 0  # the WAL index changed: SQLite lets go to look again ...
+    third = Bg(lambda: c.shmf(R, SLOT))
+    assert third.blocked()  # ... while nobody can take its turn ...
+    assert b.shmf(R, SLOT) == 0  # ... and its retry goes straight in
+    assert admitted_pid(mgr) == b.pid
+    assert b.shmf(U, SLOT) == 0
+    assert third.get() == errno.EAGAIN  # c's turn now: it looks at the WAL index again ...
+    assert c.shmf(R, SLOT) == 0  # ... and comes straight in
+    assert c.shmf(U, SLOT) == 0
+    mgr.shutdown()
+
+
 def _reserved_turn_for_b(mgr: LockManager) -> tuple[Client, Client, Client]:
     """Three WAL clients; a's transaction ends while b waits, so b holds the turn for its retry."""
     a, b, c = clients(mgr, 3)
