@@ -262,8 +262,6 @@ class Database:
                 gate.release_stalled()
             else:
                 moments.append(self.settings.window / 2)  # look again
-        elif admitted.asleep_since is not None:
-            gate.note_asleep(now, False)  # nobody to let go: what was seen of its sleep is stale
         return min(moments, default=None)
 
     def _take_turn(

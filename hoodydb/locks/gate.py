@@ -262,15 +262,16 @@ class AdmissionGate:
             current.thread = tid
 
     def note_asleep(self, now: float, asleep: bool) -> float | None:
-        """The holder's thread was seen asleep (or not): since when it has been, if it is."""
+        """The holder's thread was seen asleep (or not): since when it has been, if it is. Looks
+        more than a window apart do not make one sleep: what happened in between is unknown."""
         current = self.admitted
         if current is None:
             return None
-        current.asleep_looked = now
         if not asleep:
             current.asleep_since = None
-        elif current.asleep_since is None:
+        elif current.asleep_since is None or now - current.asleep_looked > self.settings.window:
             current.asleep_since = now
+        current.asleep_looked = now
         return current.asleep_since
 
     # -- the lanes -----------------------------------------------------------------------------

@@ -656,6 +656,7 @@ def test_readers_read_beside_a_writer_asleep_in_its_open_transaction() -> None:
     # It writes after all: refused, as natively (at once: the writer has slept long enough).
     assert other_writer.shmf(W, WRITE_LOCK) == errno.EAGAIN
     asleep["now"] = False
+    time.sleep(WINDOW)  # (the writer's thread is looked at every half window)
     asked = Bg(lambda: other_writer.shmf(W, WRITE_LOCK))  # while the writer works, it waits
     assert asked.blocked()
     assert new.shmf(U, SLOT) == 0
