@@ -31,6 +31,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -74,6 +75,9 @@ class SoakOptions:
     root: str | None = None
     seed: int | None = None
     go_writer: str | None = None  # a built bench/soak_writer.go; built into the temp dir if None
+    cpu_hogs: int = 0  # CPU-bound processes run beside it all along: a busy production host
+    serve_args: tuple[str, ...] = ()  # more `hoodydb serve` options (`--log-level debug` to trace)
+    keep_logs: Path | None = None  # copy the daemon's and every client's log here at the end
 
 
 @dataclass
@@ -180,8 +184,9 @@ def _free_port() -> int:
 class Serve:
     """`hoodydb serve` as a child process, killed and started again in place."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, args: tuple[str, ...] = ()) -> None:
         self.data, self.mnt, self.logs = tmp / "data", tmp / "mnt", tmp / "logs"
+        self.args = args
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Its control socket: in the runtime directory given (the tests'), else in the temp dir.
@@ -193,7 +198,7 @@ class Serve:
     def start(self, timeout: float = 60.0) -> None:
         self.starts += 1
         cmd = [sys.executable, "-m", "hoodydb", "serve", "--data", str(self.data), "--mount", str(self.mnt)]
-        cmd += ["--port", str(self.port), "--token", TOKEN]
+        cmd += ["--port", str(self.port), "--token", TOKEN, *self.args]
         with open(self.logs / f"serve.{self.starts}.log", "wb") as out:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env, cwd=REPO
@@ -369,13 +374,14 @@ def run(options: SoakOptions, say: Callable[[str], None] = print) -> SoakResult:
     rng = random.Random(options.seed)
     result = SoakResult()
     with tempfile.TemporaryDirectory(prefix="hoodydb-soak-", dir=options.root) as tmp:
-        serve = Serve(Path(tmp))
+        serve = Serve(Path(tmp), options.serve_args)
         for d in (serve.data, serve.logs):
             d.mkdir()
         for db, mode in DATABASES.items():
             create_database(serve.data / db, mode)
         fleet = Fleet(serve, options.go_writer or build_go_writer(Path(tmp)), rng)
         outages: list[Outage] = []
+        hogs = [cpu_hog() for _ in range(options.cpu_hogs)]
         try:
             try:
                 serve.start()
@@ -392,9 +398,19 @@ def run(options: SoakOptions, say: Callable[[str], None] = print) -> SoakResult:
                 if lost:
                     result.lost[db] = sorted(lost)
         finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
             serve.stop()
+            if options.keep_logs is not None:
+                shutil.copytree(serve.logs, options.keep_logs, dirs_exist_ok=True)
         result.load.append(os.getloadavg()[0])
     return result
+
+
+def cpu_hog() -> subprocess.Popen[bytes]:
+    """A process that only burns CPU, at the soak's own niceness."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
 
 
 def _kill_for(
@@ -505,18 +521,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="directory for the temporary files (default: the system tmp dir)")
     parser.add_argument("--seed", type=int, help="for the random choices (default: a random one, printed)")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the whole soak: a shared machine")
+    parser.add_argument(
+        "--cpu-hogs", type=int, default=0, help="CPU-bound processes to run beside it: a busy host"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="soaks one after the other (seeds SEED, SEED+1, ...)"
+    )
+    parser.add_argument("--keep-logs", type=Path, help="copy each run's logs to KEEP_LOGS/run-N")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="an extra `hoodydb serve` option (repeatable)"
+    )
     args = parser.parse_args(argv)
     os.nice(args.nice)
     if args.seed is None:
         args.seed = random.randrange(1 << 32)
-    options = SoakOptions(
-        args.minutes, args.kill_every, args.restart_every, args.outage, args.root, args.seed
-    )
     print(f"Command: python -m bench.soak {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(f"Started: {time.strftime('%Y-%m-%d %H:%M %Z')}, seed {args.seed}", flush=True)
-    result = run(options, say=lambda line: print(line, flush=True))
-    print(report(result))
-    return 0 if result.passed else 1
+    failed = 0
+    for n in range(args.runs):
+        options = SoakOptions(
+            args.minutes,
+            args.kill_every,
+            args.restart_every,
+            args.outage,
+            args.root,
+            args.seed + n,
+            cpu_hogs=args.cpu_hogs,
+            serve_args=tuple(args.serve_arg),
+            keep_logs=None if args.keep_logs is None else args.keep_logs / f"run-{n + 1}",
+        )
+        heading = f"Run {n + 1} of {args.runs}: " if args.runs > 1 else ""
+        print(f"{heading}started {time.strftime('%Y-%m-%d %H:%M %Z')}, seed {options.seed}", flush=True)
+        result = run(options, say=lambda line: print(line, flush=True))
+        print(report(result), flush=True)
+        failed += not result.passed
+    if args.runs > 1:
+        print(f"\n{args.runs - failed} of {args.runs} runs passed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
