@@ -36,7 +36,7 @@ from typing import TypeVar
 import apsw
 
 from hoodydb.access.scope import WRITE
-from hoodydb.sql.errors import ForbiddenError, SqlApiError
+from hoodydb.sql.errors import READ_ONLY, ForbiddenError, SqlApiError
 from hoodydb.sql.limits import ResultBudget, SqlLimits
 from hoodydb.sql.pragmas import pragma_allowed, pragma_reads_only
 
@@ -138,12 +138,22 @@ class GuardedConnection:
         try:
             return job(self)
         except (SqlApiError, apsw.Error) as exc:
-            if not self.refused_write or isinstance(exc, ForbiddenError):
+            if isinstance(exc, ForbiddenError) or not self.write_refused(exc):
                 raise
             raise forbidden_write(getattr(exc, "req_idx", None)) from None
         finally:
             self.read_only = False
             self._set_query_only(False)
+
+    def write_refused(self, exc: BaseException) -> bool:
+        """Whether `exc` is SQLite refusing a read-only job's write: the authorizer's denial, or
+        `query_only` stopping a statement prepared before (apsw's cache) at run time."""
+        if not self.read_only:
+            return False
+        read_only_error = isinstance(exc, apsw.ReadOnlyError) or (
+            isinstance(exc, SqlApiError) and exc.code == READ_ONLY
+        )
+        return self.refused_write or read_only_error
 
     def control(self, sql: str) -> None:
         """Run BEGIN/COMMIT/ROLLBACK. Never cached, so user SQL can never reuse these statements."""

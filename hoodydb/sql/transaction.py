@@ -264,7 +264,7 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
         error = translate(exc)
         if error is None:
             raise
-        if gc.refused_write:
+        if gc.write_refused(error):
             # Outside the token's scope: the whole request is refused, noFail or not.
             raise forbidden_write(idx) from None
         if not gc.in_transaction:
