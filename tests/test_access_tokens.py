@@ -90,11 +90,8 @@ def test_durations(text: str, seconds: int) -> None:
 def test_cli_create_list_revoke(tmp_path: Path) -> None:
     runner = CliRunner()
     data = str(tmp_path)
-    created = runner.invoke(
-        main,
-        ["token", "create", "--data", data, "--name", "rep", "--read-only", "--db", "reports/*"]
-        + ["--expires", "7d"],
-    )
+    args = ["--name", "rep", "--read-only", "--db", "reports/*", "--expires", "7d"]
+    created = runner.invoke(main, ["token", "create", "--data", data, *args])
     assert created.exit_code == 0, created.output
     token = created.output.strip()
     assert store.split_token(token) is not None
