@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from hoodydb.access import store
 from hoodydb.access.scope import Scope, check_glob
+from hoodydb.api.openapi import document
 from hoodydb.cli import main
 from hoodydb.cli.token import parse_duration
 
@@ -108,3 +109,12 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     refused = runner.invoke(main, ["token", "create", "--data", data, "--name", "x", "--db", "/etc/*"])
     assert refused.exit_code == 1 and "relative" in refused.output
     assert len(json.loads(store.tokens_path(tmp_path).read_text())["tokens"]) == 1
+
+
+def test_the_openapi_document_lists_403_on_every_api_route() -> None:
+    paths = document()["paths"]
+    operations = [(p, m, op) for p, ops in paths.items() if p.startswith("/api/") for m, op in ops.items()]
+    assert len(operations) >= 9
+    for path, method, op in operations:
+        assert "403" in op["responses"] and "401" in op["responses"], (path, method)
+    assert "scope" in document()["components"]["schemas"]["Error"]["properties"]

@@ -8,6 +8,7 @@ table whose trigger would write elsewhere, and to a view whose INSTEAD OF trigge
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import subprocess
@@ -293,6 +294,23 @@ def test_a_kv_only_token_reaches_only_the_kv_routes(served: Served) -> None:
     refused(served.call(token, "GET", "/databases"), 403, "sql")
     refused(served.call(token, "GET", "/locks"), 403, "sql")
     refused(served.call(token, "PUT", "/kv/k", params={"db": "other.db"}, json=0), 403, "database")
+    # Spellings of a SQL route that start like a KV one, sent exactly as written.
+    body = b'{"transaction": [{"statement": "DELETE FROM t"}]}'
+    for raw_path in [
+        f"{API}/kv/../db?db=main.db",
+        f"{API}/kv/%2E%2E/db?db=main.db",
+        f"{API}/kv%2F..%2Fdb?db=main.db",
+        f"/{API}/db?db=main.db",
+        f"{API}//db?db=main.db",
+        f"{API}/kv/../../../api/v1/sqlite/db?db=main.db",
+    ]:
+        connection = http.client.HTTPConnection("127.0.0.1", served.server.port, timeout=30)
+        try:
+            connection.request("POST", raw_path, body=body, headers={"Authorization": f"Bearer {token}"})
+            status = connection.getresponse().status
+        finally:
+            connection.close()
+        assert status != 200, raw_path
     assert served.snapshot() == before
     assert served.call(token, "PUT", "/kv/kv-only", params={"db": "main.db"}, json=[1]).status_code == 201
     assert served.call(token, "GET", "/kv/kv-only", params={"db": "main.db"}).json() == [1]
