@@ -164,3 +164,16 @@ def test_query_only_stops_a_cached_write_the_authorizer_never_saw(gc: GuardedCon
     with pytest.raises(ForbiddenError):
         gc.read_only_job(lambda c: c.conn.execute("INSERT INTO audit VALUES ('cached')"))
     assert dump(path) == before
+
+
+def test_a_read_only_job_that_times_out_leaves_the_connection_writable(gc: GuardedConnection) -> None:
+    gc.statement_timeout = 0.05
+    endless = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c"
+    with pytest.raises(SqlApiError) as stopped:
+        run(gc, [{"query": endless}])
+    assert stopped.value.code == "statement_timeout"
+    assert not gc.read_only and gc.conn.execute("PRAGMA query_only").fetchone() == (0,)
+    written = execute_transaction(
+        gc, parse_transaction({"transaction": [{"statement": "DELETE FROM audit"}]})
+    )
+    assert written[0]["success"] is True

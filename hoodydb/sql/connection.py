@@ -143,6 +143,8 @@ class GuardedConnection:
             raise forbidden_write(getattr(exc, "req_idx", None)) from None
         finally:
             self.read_only = False
+            # No deadline may interrupt this: the next (writing) job needs query_only off.
+            self.clear_deadline()
             self._set_query_only(False)
 
     def write_refused(self, exc: BaseException) -> bool:
