@@ -22,6 +22,7 @@ import httpx
 import pytest
 from serve_process import ServeProcess
 
+from hoodydb.client import HoodyClient, HoodyHttpError
 from hoodydb.fs.process import force_unmount
 
 pytestmark = pytest.mark.fuse
@@ -372,3 +373,15 @@ def test_the_admin_token_keeps_full_power(served: Served) -> None:
     assert served.call("admin-token", "GET", "/token").json()["admin"] is True
     names = {d["path"] for d in served.call("admin-token", "GET", "/databases").json()["databases"]}
     assert {"main.db", "other.db", "reports/q1.db"} <= names
+
+
+def test_the_python_client_needs_only_the_token(served: Served) -> None:
+    with HoodyClient(served.server.url, served.token("--read-only", "--db", "main.db")) as client:
+        rows = client.exec_transaction("main.db", [{"query": "SELECT count(*) AS n FROM t"}])
+        assert rows["results"][0]["success"] is True
+        with pytest.raises(HoodyHttpError) as refused_write:
+            client.exec_transaction("main.db", [{"statement": "DELETE FROM t"}])
+        assert refused_write.value.status == 403 and refused_write.value.code == "forbidden"
+        with pytest.raises(HoodyHttpError) as refused_db:
+            client.kv_get("other.db", "k")
+        assert refused_db.value.status == 403 and refused_db.value.code == "forbidden"

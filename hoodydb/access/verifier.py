@@ -8,13 +8,16 @@
 - A scrypt check costs tens of milliseconds, so verified tokens are remembered by their SHA-256
   (a fast hash of a 256-bit secret is safe to use as a key), mapped to the record id. The record's
   state (revoked, expired) is looked up afresh on every request; the memory is dropped when the
-  file changes. A cache miss runs scrypt on a worker thread, never on the event loop.
+  file changes. A cache miss runs scrypt on a worker thread, never on the event loop, and at most
+  two at a time: a flood of wrong secrets for a known id queues behind them instead of taking
+  every thread of the pool (and 16 MiB each).
 - Last use is kept in memory and written to `tokens-used.json` when a token is first seen and then
   at most once a minute per token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -39,6 +42,8 @@ EXPIRED = "expired"
 LAST_USE_RESOLUTION_S = 60.0
 # Bounds the memory of verified tokens even if the file is rewritten with many tokens.
 _MAX_REMEMBERED = 10_000
+# scrypt checks running at once (each holds a thread and 16 MiB); the machine may have 2 cores.
+_SCRYPT_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class TokenVerifier:
         self._last_use: dict[str, float] = {}
         self._last_written: dict[str, float] = {}
         self._writing = False
+        self._scrypt_slots = asyncio.Semaphore(_SCRYPT_AT_ONCE)
 
     def _is_admin(self, token: bytes) -> bool:
         # Every comparison runs, so timing tells nothing about which token (if any) matched.
@@ -102,7 +108,9 @@ class TokenVerifier:
             return Refusal(UNKNOWN, "invalid bearer token")
         key = hashlib.sha256(raw).digest()
         if self._verified.get(key) != record.id:
-            if not await run_in_threadpool(store.verify_secret, parts[1], record.hash):
+            async with self._scrypt_slots:
+                verified = await run_in_threadpool(store.verify_secret, parts[1], record.hash)
+            if not verified:
                 return Refusal(UNKNOWN, "invalid bearer token")
             if len(self._verified) >= _MAX_REMEMBERED:
                 self._verified.clear()
@@ -131,3 +139,4 @@ class TokenVerifier:
             log.warning("cannot record the tokens' last use: %s", exc)
         finally:
             self._writing = False
+        self._scrypt_slots = asyncio.Semaphore(_SCRYPT_AT_ONCE)
