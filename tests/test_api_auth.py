@@ -17,6 +17,7 @@ PROTECTED = [
     ("GET", "/api/v1/sqlite/kv/k?db=x.db"),
     ("PUT", "/api/v1/sqlite/kv/k?db=x.db"),
     ("DELETE", "/api/v1/sqlite/kv/k?db=x.db"),
+    ("GET", "/api/v1/sqlite/token"),
     ("GET", "/api/v1/anything-else"),
 ]
 

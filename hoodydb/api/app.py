@@ -10,7 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from hoodydb.api import database_list, databases, health, kv, locks, openapi, transactions
+from hoodydb.access.verifier import TokenVerifier
+from hoodydb.api import access, database_list, databases, health, kv, locks, openapi, transactions
 from hoodydb.api.auth import BearerAuthMiddleware
 from hoodydb.api.config import ApiConfig
 from hoodydb.api.console import ConsoleMount
@@ -30,6 +31,7 @@ def routes(metrics: Metrics) -> list[Route]:
         Route(f"{API}/databases", databases.create_database, methods=["POST"]),
         Route(f"{API}/databases", database_list.list_databases, methods=["GET"]),
         Route(f"{API}/locks", locks.lock_report, methods=["GET"]),
+        Route(f"{API}/token", access.describe_token, methods=["GET"]),
         Route(f"{API}/kv", kv.list_keys, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.get_key, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.put_key, methods=["PUT"]),
@@ -66,7 +68,11 @@ def create_app(config: ApiConfig) -> Starlette:
             # Outermost: a preflight carries no token, and errors need the CORS headers too.
             *cors_middleware(config.cors_origins),
             Middleware(MetricsMiddleware, metrics=metrics, routes=route_list),
-            Middleware(BearerAuthMiddleware, tokens=config.tokens),
+            Middleware(
+                BearerAuthMiddleware,
+                verifier=TokenVerifier(config.tokens, config.state_base),
+                metrics=metrics,
+            ),
         ],
         exception_handlers={
             SqlApiError: handle_sql_api_error,

@@ -1,15 +1,24 @@
-"""Bearer-token authentication for every `/api/` route; health, metrics and the OpenAPI document stay open."""
+"""Bearer-token authentication for every `/api/` route; health, metrics and the OpenAPI document stay open.
+
+The middleware finds the token's scope (`hoodydb/access/verifier.py`), refuses unknown, revoked and
+expired tokens with 401, and a KV-only token's request to any other route with 403. The scope rides
+along in the ASGI scope for the routes' own checks (`hoodydb/api/access.py`).
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Iterable
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hoodydb.api.errors import UNAUTHORIZED, error_response
+from hoodydb.access.scope import SQL
+from hoodydb.access.verifier import Refusal, TokenVerifier
+from hoodydb.api.errors import UNAUTHORIZED, error_response, forbidden_response
+from hoodydb.api.metrics import Metrics
 
 PROTECTED_PREFIX = "/api/"
+# Where the token's scope is kept for the route (hoodydb/api/access.py reads it).
+SCOPE_KEY = "hoodydb.token_scope"
+# The routes a `--kv-only` token may use: the KV store, and the one that says what it may do.
+KV_ONLY_ROUTES = ("/api/v1/sqlite/kv", "/api/v1/sqlite/token")
 
 
 def _bearer(scope: Scope) -> bytes | None:
@@ -20,25 +29,29 @@ def _bearer(scope: Scope) -> bytes | None:
     return None
 
 
-class BearerAuthMiddleware:
-    def __init__(self, app: ASGIApp, *, tokens: Iterable[str]) -> None:
-        self.app = app
-        self._tokens = [t.encode("utf-8") for t in tokens]
+def _kv_route(path: str) -> bool:
+    return any(path == route or path.startswith(route + "/") for route in KV_ONLY_ROUTES)
 
-    def _allowed(self, token: bytes | None) -> bool:
-        if not token:
-            return False
-        # Compare against every token in constant time, so timing tells nothing about any of them.
-        matches = [hmac.compare_digest(token, known) for known in self._tokens]
-        return any(matches)
+
+class BearerAuthMiddleware:
+    def __init__(self, app: ASGIApp, *, verifier: TokenVerifier, metrics: Metrics) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
-        token = _bearer(scope)
-        if self._allowed(token):
-            await self.app(scope, receive, send)
+        found = await self.verifier.check(_bearer(scope))
+        if isinstance(found, Refusal):
+            self.metrics.auth_refused.labels("401", found.reason).inc()
+            await error_response(UNAUTHORIZED, found.message)(scope, receive, send)
             return
-        message = "missing bearer token" if token is None else "invalid bearer token"
-        await error_response(UNAUTHORIZED, message)(scope, receive, send)
+        if found.kv_only and not _kv_route(scope["path"]):
+            self.metrics.auth_refused.labels("403", SQL).inc()
+            message = f"the token {found.name!r} may only use the key-value routes"
+            await forbidden_response(SQL, message)(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = found
+        await self.app(scope, receive, send)

@@ -26,6 +26,8 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = ()
     # The mount's control socket, read by the /locks route; None without a mount.
     control_socket: Path | None = None
+    # Where `.hoodydb/tokens.json` (scoped tokens, `hoodydb token`) lives; None: admin tokens only.
+    state_base: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.tokens or any(not t for t in self.tokens):

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hoodydb.api.access import token_scope
 from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state
 from hoodydb.sql.paths import STATE_DIR_NAME, Roots
@@ -74,4 +75,8 @@ def find_databases(roots: Roots) -> tuple[list[dict[str, Any]], bool]:
 async def list_databases(request: Request) -> Response:
     # The walk goes through the mount: never on the event loop.
     databases, truncated = await run_in_threadpool(find_databases, app_state(request).config.roots)
+    # A `--db` token sees only its own databases (the walk lists regular files, never symlinks,
+    # so each name is already the file's own path).
+    scope = token_scope(request)
+    databases = [d for d in databases if scope.allows_database(str(d["path"]))]
     return JsonResponse({"databases": databases, "truncated": truncated})

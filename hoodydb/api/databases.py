@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hoodydb.api.access import require_write, resolve_in_scope, token_scope
 from hoodydb.api.body import read_json
 from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state
@@ -21,10 +23,13 @@ async def create_database(request: Request) -> Response:
     body = await read_json(request, state.config.max_body_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("path"), str) or set(body) != {"path"}:
         raise SqlApiError(codes.BAD_REQUEST, 'the body must be {"path": "name.db"}')
+    require_write(request, "create databases")
     roots = state.config.roots
     made: list[Path] = []
-    path = await run_in_threadpool(resolve_new, body["path"], roots, made)
     try:
+        path = await run_in_threadpool(
+            resolve_in_scope, token_scope(request), body["path"], roots, partial(resolve_new, made=made)
+        )
         await state.pool.create(path)
     except BaseException:
         # A refused or failed creation leaves nothing behind: no empty file, no new directories.

@@ -1,4 +1,7 @@
-"""The one JSON error shape, `{"error", "code", "reqIdx"?}`, and the single map from codes to statuses."""
+"""The one JSON error shape, `{"error", "code", "reqIdx"?, "scope"?}`, and the map from codes to statuses.
+
+`scope` comes with `forbidden` (403): the scope the token lacks (`write`, `database` or `sql`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from starlette.responses import Response
 
 from hoodydb.api.responses import JsonResponse
 from hoodydb.sql import errors as codes
-from hoodydb.sql.errors import SqlApiError
+from hoodydb.sql.errors import ForbiddenError, SqlApiError
 
 UNAUTHORIZED = "unauthorized"
 BODY_TOO_LARGE = "body_too_large"
@@ -29,6 +32,7 @@ STATUS_BY_CODE: dict[str, int] = {
     codes.PATH_OUTSIDE_ROOTS: 400,
     UNAUTHORIZED: 401,
     codes.READ_ONLY: 403,
+    codes.FORBIDDEN: 403,
     codes.DB_NOT_FOUND: 404,
     codes.NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
@@ -50,13 +54,22 @@ class ApiError(SqlApiError):
     """An error raised by the HTTP layer itself (auth, body size, routing)."""
 
 
-def error_response(code: str, message: str, *, req_idx: int | None = None) -> JsonResponse:
+def error_response(
+    code: str,
+    message: str,
+    *,
+    req_idx: int | None = None,
+    scope: str | None = None,
+    body_unread: bool = False,
+) -> JsonResponse:
     body: dict[str, object] = {"error": message, "code": code}
     if req_idx is not None:
         body["reqIdx"] = req_idx
+    if scope is not None:
+        body["scope"] = scope
     status = STATUS_BY_CODE.get(code, 500)
     headers: dict[str, str] = {}
-    if status in (401, 413):
+    if status in (401, 413) or body_unread:
         # The request body was not (fully) read, so the connection cannot carry another request:
         # say so, or a keep-alive client sends its next request into a closing socket.
         headers["Connection"] = "close"
@@ -67,8 +80,16 @@ def error_response(code: str, message: str, *, req_idx: int | None = None) -> Js
     return JsonResponse(body, status_code=status, headers=headers)
 
 
+def forbidden_response(scope: str, message: str) -> JsonResponse:
+    """403 before the route ran (its body unread): the token lacks `scope`."""
+    return error_response(codes.FORBIDDEN, message, scope=scope, body_unread=True)
+
+
 async def handle_sql_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SqlApiError)  # registered for this type only
+    if isinstance(exc, ForbiddenError):
+        request.app.state.hoodydb.metrics.auth_refused.labels("403", exc.scope).inc()
+        return error_response(exc.code, exc.message, req_idx=exc.req_idx, scope=exc.scope)
     return error_response(exc.code, exc.message, req_idx=exc.req_idx)
 
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hoodydb.api.access import require_write, token_scope
 from hoodydb.api.body import dump_json, read_json
 from hoodydb.api.disconnect import disconnected
 from hoodydb.api.responses import JsonResponse
@@ -110,6 +111,7 @@ async def put_key(request: Request) -> Response:
     value = await read_json(request, state.config.max_body_bytes)
     key, ttl, condition = _key(request), _ttl(request), precondition(request)
     value_json = dump_json(value)
+    require_write(request, "set keys")
     path = await database_path(request)
     job = partial(kv.put, key=key, value_json=value_json, now=time.time(), ttl=ttl, precondition=condition)
     entry, created = await state.pool.run(path, job, gone=partial(disconnected, request))
@@ -122,7 +124,10 @@ async def get_key(request: Request) -> Response:
     key = _key(request)
     path = await database_path(request)
     entry = await state.pool.run(
-        path, partial(kv.get, key=key, now=time.time()), gone=partial(disconnected, request)
+        path,
+        partial(kv.get, key=key, now=time.time()),
+        gone=partial(disconnected, request),
+        read_only=token_scope(request).read_only,
     )
     if entry is None:
         raise SqlApiError(codes.NOT_FOUND, f"no key {key!r}")
@@ -137,6 +142,7 @@ async def get_key(request: Request) -> Response:
 async def delete_key(request: Request) -> Response:
     state = app_state(request)
     key, condition = _key(request), precondition(request)
+    require_write(request, "delete keys")
     path = await database_path(request)
     entry = await state.pool.run(
         path,
@@ -171,7 +177,9 @@ async def list_keys(request: Request) -> Response:
         now=time.time(),
         max_bytes=state.config.limits.max_result_bytes,
     )
-    entries, next_cursor = await state.pool.run(path, job, gone=partial(disconnected, request))
+    entries, next_cursor = await state.pool.run(
+        path, job, gone=partial(disconnected, request), read_only=token_scope(request).read_only
+    )
     items = [
         {"key": e.key, "value": _stored_value(e), "version": e.version, "expiresAt": e.expires_at}
         for e in entries

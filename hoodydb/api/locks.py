@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hoodydb.api.access import token_scope
 from hoodydb.api.errors import UNAVAILABLE, error_response
 from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state
@@ -39,4 +40,7 @@ async def lock_report(request: Request) -> Response:
     for db in report["databases"]:
         # The daemon names files by their path inside the mount ("/team/app.db").
         db["database"] = str(db["database"]).removeprefix("/")
+    # A `--db` token sees the locks of its own databases only.
+    scope = token_scope(request)
+    report["databases"] = [db for db in report["databases"] if scope.allows_database(db["database"])]
     return JsonResponse({"mounted": True, **report})

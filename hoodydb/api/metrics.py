@@ -62,6 +62,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.auth_refused = Counter(
+            "hoodydb_auth_refusals",
+            "Requests refused for their token: 401 by reason (missing, unknown, revoked, expired), "
+            "403 by the scope it lacks (write, database, sql).",
+            ["status", "reason"],
+            registry=self.registry,
+        )
         self.open_databases = Gauge(
             "hoodydb_open_databases", "Databases with an open worker and connection.", registry=self.registry
         )

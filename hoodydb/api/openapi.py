@@ -38,7 +38,16 @@ _ITEM = {
     },
     "oneOf": [{"required": ["query"]}, {"required": ["statement"]}],
 }
-_ERRORS = {"400": _ERROR, "401": _ERROR, "404": _ERROR, "409": _ERROR, "413": _ERROR, "503": _ERROR}
+# 403: a scoped token outside its scope (`forbidden`, with the `scope` it lacks).
+_ERRORS = {
+    "400": _ERROR,
+    "401": _ERROR,
+    "403": _ERROR,
+    "404": _ERROR,
+    "409": _ERROR,
+    "413": _ERROR,
+    "503": _ERROR,
+}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -98,6 +107,12 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "The mount's lock state per database (as `hoodydb locks --json`).",
                     "responses": {"200": _json({"type": "object"}), **_ERRORS},
+                }
+            },
+            "/api/v1/sqlite/token": {
+                "get": {
+                    "summary": "What the request's own token may do (its scope).",
+                    "responses": {"200": _json({"$ref": "#/components/schemas/TokenScope"}), **_ERRORS},
                 }
             },
             "/api/v1/sqlite/kv": {
@@ -178,6 +193,18 @@ def document() -> dict[str, Any]:
                         "error": {"type": "string"},
                         "code": {"type": "string"},
                         "reqIdx": {"type": "integer"},
+                        "scope": {"enum": ["write", "database", "sql"]},
+                    },
+                },
+                "TokenScope": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "admin": {"type": "boolean"},
+                        "readOnly": {"type": "boolean"},
+                        "databases": {"type": ["array", "null"], "items": {"type": "string"}},
+                        "kvOnly": {"type": "boolean"},
+                        "expiresAt": {"type": ["number", "null"]},
                     },
                 },
                 "Transaction": {

@@ -1,4 +1,6 @@
-"""Where API tokens come from: a token file, `--token` (or `HOODYDB_TOKENS`), or one generated and kept.
+"""Where admin tokens come from: a token file, `--token` (or `HOODYDB_TOKENS`), or one generated and kept.
+
+These may do everything; scoped tokens (`hoodydb token`, `hoodydb/access/`) are added beside them.
 
 A generated token is stored in `STATE_DIR/token` (mode 0600) and reused on restart, so clients
 configured once keep working. A token file or the environment keeps tokens out of the process's

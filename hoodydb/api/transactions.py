@@ -7,6 +7,7 @@ from functools import partial
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hoodydb.api.access import token_scope
 from hoodydb.api.body import read_json
 from hoodydb.api.disconnect import disconnected
 from hoodydb.api.responses import JsonResponse
@@ -19,5 +20,6 @@ async def exec_transaction(request: Request) -> Response:
     parsed = parse_transaction(await read_json(request, state.config.max_body_bytes))
     path = await database_path(request)
     job = partial(execute_transaction, request=parsed)
-    results = await state.pool.run(path, job, gone=partial(disconnected, request))
+    read_only = token_scope(request).read_only
+    results = await state.pool.run(path, job, gone=partial(disconnected, request), read_only=read_only)
     return JsonResponse({"results": results})

@@ -9,6 +9,7 @@ from hoodydb.cli.db import db
 from hoodydb.cli.kv import kv
 from hoodydb.cli.mount import locks, mount
 from hoodydb.cli.serve import serve
+from hoodydb.cli.token import token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,3 +23,4 @@ main.add_command(locks)
 main.add_command(serve)
 main.add_command(db)
 main.add_command(kv)
+main.add_command(token)

@@ -146,6 +146,7 @@ def serve(
         cors_origins=cors.origins_from(cors_origins),
         control_socket=None if no_mount else socket_path(served[0]),
         limits=limits,
+        state_base=state_base,
     )
     # Until Hypercorn installs its own handlers, a stop signal must still unwind the ExitStack
     # (and so unmount) rather than kill this process and leave the mount behind.

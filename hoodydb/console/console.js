@@ -21,6 +21,8 @@ let lockError = null;
 const samplesByDb = new Map();
 /** @type {string | null} */
 let kvCursor = null;
+/** What the signed-in token may do (`GET /api/v1/sqlite/token`). */
+let scope = { name: '', admin: true, readOnly: false, databases: null, kvOnly: false, expiresAt: null };
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -73,10 +75,42 @@ function showSignIn(message = '') {
   /** @type {HTMLInputElement} */ ($('token')).focus();
 }
 
+/** The token's scope; also the first check that the server accepts it. */
+async function fetchScope(token) {
+  const response = await fetch(`${location.origin}/api/v1/sqlite/token`, { headers: { Authorization: `Bearer ${token}` } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new HoodyError(body.error ?? response.statusText, { status: response.status, code: body.code });
+  return body;
+}
+
+function describeScope() {
+  if (scope.admin) return '';
+  const parts = [`token ${scope.name}`, scope.readOnly ? 'read-only' : 'read-write', scope.kvOnly ? 'key-value only' : null];
+  if (scope.databases) parts.push(`databases ${scope.databases.join(', ')}`);
+  if (scope.expiresAt) parts.push(`expires ${new Date(scope.expiresAt * 1000).toLocaleString()}`);
+  return parts.filter(Boolean).join(' · ');
+}
+
+/** Show what the token may do and hide what it may not (the server refuses it anyway). */
+function applyScope() {
+  $('token-scope').textContent = describeScope();
+  $('create-form').hidden = scope.readOnly || scope.kvOnly;
+  $('sql-read-only').hidden = !scope.readOnly;
+  // A KV-only token can neither list databases nor see SQL or locks: it opens a database by name.
+  $('db-list').hidden = scope.kvOnly;
+  $('refresh-dbs').hidden = scope.kvOnly;
+  $('open-form').hidden = !scope.kvOnly;
+  $('tab-sql').hidden = scope.kvOnly;
+  $('tab-locks').hidden = scope.kvOnly;
+  if (scope.kvOnly) activeTab = 'kv';
+}
+
 async function connect(token) {
   client = createClient({ url: location.origin, token });
   try {
-    await loadDatabases();
+    scope = await fetchScope(token);
+    applyScope();
+    if (!scope.kvOnly) await loadDatabases();
   } catch (err) {
     sessionStorage.removeItem(TOKEN_KEY);
     const unauthorized = err instanceof HoodyError && err.status === 401;
@@ -89,8 +123,8 @@ async function connect(token) {
   $('sign-out').hidden = false;
   const fromHash = new URLSearchParams(location.hash.slice(1)).get('db');
   if (fromHash) selectDatabase(fromHash);
-  else /** @type {HTMLElement | null} */ (document.querySelector('.db-list button'))?.focus();
-  startPolling();
+  else /** @type {HTMLElement | null} */ (document.querySelector(scope.kvOnly ? '#open-db' : '.db-list button'))?.focus();
+  if (!scope.kvOnly) startPolling();
 }
 
 $('token-form').addEventListener('submit', (event) => {
@@ -142,6 +176,12 @@ async function loadDatabases() {
 
 $('refresh-dbs').addEventListener('click', () => loadDatabases().catch(handleAuthFailure));
 
+$('open-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const path = /** @type {HTMLInputElement} */ ($('open-db')).value.trim();
+  if (path) selectDatabase(path);
+});
+
 $('create-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const input = /** @type {HTMLInputElement} */ ($('new-db'));
@@ -178,11 +218,13 @@ function selectDatabase(path) {
 
 // --- tabs -----------------------------------------------------------------------------------
 
-const TABS = ['sql', 'kv', 'locks'];
+const ALL_TABS = ['sql', 'kv', 'locks'];
+/** The tabs the token may use (a KV-only token has only one). */
+const tabs = () => ALL_TABS.filter((tab) => !$(`tab-${tab}`).hidden);
 
 function showTab(name, focus = false) {
   activeTab = name;
-  for (const tab of TABS) {
+  for (const tab of ALL_TABS) {
     const button = $(`tab-${tab}`);
     const on = tab === name;
     button.setAttribute('aria-selected', String(on));
@@ -195,14 +237,15 @@ function showTab(name, focus = false) {
   if (name === 'sql' && focus) $('sql').focus();
 }
 
-for (const tab of TABS) {
+for (const tab of ALL_TABS) {
   $(`tab-${tab}`).addEventListener('click', () => showTab(tab));
   // Arrow keys move between tabs, as in every tab list.
   $(`tab-${tab}`).addEventListener('keydown', (event) => {
     const step = event.key === 'ArrowRight' ? 1 : event.key === 'ArrowLeft' ? -1 : 0;
     if (!step) return;
     event.preventDefault();
-    showTab(TABS[(TABS.indexOf(tab) + step + TABS.length) % TABS.length], true);
+    const shown = tabs();
+    showTab(shown[(shown.indexOf(tab) + step + shown.length) % shown.length], true);
   });
 }
 

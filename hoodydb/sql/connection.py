@@ -15,6 +15,12 @@ that connection for the next one. Settings and why:
     TEMP table shadowing a real one would change what every later request reads and writes,
   - every PRAGMA not on the allowlist in `pragmas.py`,
   - transaction control, because the executor owns BEGIN/COMMIT/ROLLBACK;
+- while a read-only token's job runs (`read_only_job`), everything but reading: no statement that
+  changes a database, no PRAGMA that changes anything (`pragma_reads_only`). SQLite asks the
+  authorizer while it prepares, so its own parse decides, including the statements inside
+  triggers, CTEs and RETURNING; `PRAGMA query_only` stands behind it at run time, and such jobs
+  bypass apsw's statement cache so no statement prepared for an earlier (writing) job is reused
+  without being authorized again;
 - a progress handler that interrupts a statement past its deadline, or whose client went away, so
   one runaway query cannot hold a database (and the mount's admission) forever.
 """
@@ -23,12 +29,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import apsw
 
+from hoodydb.access.scope import WRITE
+from hoodydb.sql.errors import READ_ONLY, ForbiddenError, SqlApiError
 from hoodydb.sql.limits import ResultBudget, SqlLimits
-from hoodydb.sql.pragmas import pragma_allowed
+from hoodydb.sql.pragmas import pragma_allowed, pragma_reads_only
+
+T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 # Below the mount's default lock timeout (`DEFAULT_LOCK_TIMEOUT`): a native writer queued behind
@@ -66,6 +78,10 @@ class GuardedConnection:
         conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
         # While False, the authorizer refuses transaction control: only the executor sets it.
         self._control_allowed = False
+        # While True, the authorizer allows reading only (a read-only token's job).
+        self.read_only = False
+        # Set when the authorizer refused an action because the job is read-only.
+        self.refused_write = False
         self._deadline: float | None = None
         # The running job's flag, set from the event loop's thread when its client went away.
         self.cancel_event = threading.Event()
@@ -78,20 +94,68 @@ class GuardedConnection:
     def _authorize(
         self, op: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
     ) -> int:
-        if op in _READING:
+        if op in _READING or (self._control_allowed and op != apsw.SQLITE_ATTACH):
+            # Under control() only the executor's own statements run (never user SQL).
             return apsw.SQLITE_OK
         if op == apsw.SQLITE_PRAGMA:
-            return apsw.SQLITE_OK if arg1 and pragma_allowed(arg1, arg2, db) else apsw.SQLITE_DENY
+            if not arg1 or not pragma_allowed(arg1, arg2, db):
+                return apsw.SQLITE_DENY
+            return self._unless_read_only(not self.read_only or pragma_reads_only(arg1, arg2))
         if op in _REFUSED or db == "temp":
             return apsw.SQLITE_DENY
         if op in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT):
-            return apsw.SQLITE_OK if self._control_allowed else apsw.SQLITE_DENY
-        return apsw.SQLITE_OK
+            return apsw.SQLITE_DENY  # only under control(), above
+        return self._unless_read_only(not self.read_only)
+
+    def _unless_read_only(self, allowed: bool) -> int:
+        if allowed:
+            return apsw.SQLITE_OK
+        self.refused_write = True
+        return apsw.SQLITE_DENY
+
+    def _set_query_only(self, on: bool) -> None:
+        # Through the control path: the authorizer lets no request change this PRAGMA.
+        self._control_allowed = True
+        try:
+            self.conn.execute(f"PRAGMA query_only = {int(on)}", can_cache=False)
+        finally:
+            self._control_allowed = False
+
+    @property
+    def can_cache(self) -> bool:
+        """Whether user SQL may use apsw's statement cache (not while read-only: see above)."""
+        return not self.read_only
 
     def _progress(self) -> bool:
         # Returning True interrupts the running statement (apsw.InterruptError).
         deadline = self._deadline
         return deadline is not None and (self.cancel_event.is_set() or time.monotonic() > deadline)
+
+    def read_only_job(self, job: Callable[[GuardedConnection], T]) -> T:
+        """Run `job` allowed to read only; a write it tried comes out as `ForbiddenError`."""
+        self.read_only, self.refused_write = True, False
+        self._set_query_only(True)
+        try:
+            return job(self)
+        except (SqlApiError, apsw.Error) as exc:
+            if isinstance(exc, ForbiddenError) or not self.write_refused(exc):
+                raise
+            raise forbidden_write(getattr(exc, "req_idx", None)) from None
+        finally:
+            self.read_only = False
+            # No deadline may interrupt this: the next (writing) job needs query_only off.
+            self.clear_deadline()
+            self._set_query_only(False)
+
+    def write_refused(self, exc: BaseException) -> bool:
+        """Whether `exc` is SQLite refusing a read-only job's write: the authorizer's denial, or
+        `query_only` stopping a statement prepared before (apsw's cache) at run time."""
+        if not self.read_only:
+            return False
+        read_only_error = isinstance(exc, apsw.ReadOnlyError) or (
+            isinstance(exc, SqlApiError) and exc.code == READ_ONLY
+        )
+        return self.refused_write or read_only_error
 
     def control(self, sql: str) -> None:
         """Run BEGIN/COMMIT/ROLLBACK. Never cached, so user SQL can never reuse these statements."""
@@ -119,6 +183,15 @@ class GuardedConnection:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def forbidden_write(req_idx: int | None = None) -> ForbiddenError:
+    return ForbiddenError(
+        WRITE,
+        "the token is read-only: SQLite refused a write (a statement that changes the database, "
+        "or a PRAGMA that changes a setting)",
+        req_idx=req_idx,
+    )
 
 
 def open_database(

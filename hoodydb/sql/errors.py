@@ -24,6 +24,7 @@ RESULT_TOO_LARGE = "result_too_large"
 QUEUE_FULL = "queue_full"
 CLIENT_GONE = "client_gone"
 UNAVAILABLE = "unavailable"
+FORBIDDEN = "forbidden"
 
 
 class SqlApiError(Exception):
@@ -41,3 +42,14 @@ class SqlApiError(Exception):
 
     def at_item(self, req_idx: int) -> SqlApiError:
         return SqlApiError(self.code, self.message, req_idx=req_idx, transient=self.transient)
+
+
+class ForbiddenError(SqlApiError):
+    """A known token asked for something outside its scope; `scope` names what it lacks."""
+
+    def __init__(self, scope: str, message: str, *, req_idx: int | None = None) -> None:
+        super().__init__(FORBIDDEN, message, req_idx=req_idx)
+        self.scope = scope
+
+    def at_item(self, req_idx: int) -> SqlApiError:
+        return ForbiddenError(self.scope, self.message, req_idx=req_idx)

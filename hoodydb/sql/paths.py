@@ -81,7 +81,7 @@ def _check_spelling(db: str) -> None:
         raise SqlApiError(errors.BAD_DB_PATH, f"directory names are limited to {MAX_NAME_BYTES} bytes")
 
 
-def _resolve(db: str, roots: Roots) -> Path:
+def resolve_path(db: str, roots: Roots) -> Path:
     """Spell-check `db` and return its fully resolved location, which is under a root."""
     _check_spelling(db)
     candidate = Path(db) if os.path.isabs(db) else roots.first / db
@@ -106,7 +106,7 @@ def _resolve(db: str, roots: Roots) -> Path:
 
 def resolve_existing(db: str, roots: Roots) -> Path:
     """The resolved path of an existing database file, or a `db_not_found` / confinement error."""
-    real = _resolve(db, roots)
+    real = resolve_path(db, roots)
     try:
         st = os.stat(real)
     except FileNotFoundError:
@@ -127,7 +127,7 @@ def resolve_new(db: str, roots: Roots, made: list[Path] | None = None) -> Path:
     The directories made are appended to `made` (outermost first), so a failed creation can remove
     them again (`remove_made`).
     """
-    real = _resolve(db, roots)
+    real = resolve_path(db, roots)
     if os.path.lexists(real):
         raise SqlApiError(errors.DB_EXISTS, f"{db!r} already exists")
     missing = [p for p in reversed(real.parents) if not os.path.lexists(p)]

@@ -86,6 +86,19 @@ def pragma_allowed(name: str, value: str | None, schema: str | None) -> bool:
     return accepted.fullmatch(value) is not None
 
 
+# Allowed PRAGMAs that change the file even without a value: refused to read-only tokens.
+_WRITE_WITHOUT_VALUE = frozenset({"incremental_vacuum", "optimize"})
+
+
+def pragma_reads_only(name: str, value: str | None) -> bool:
+    """Whether an allowed PRAGMA only reads (what a read-only token may run): introspection, or a
+    setting read without a value."""
+    name = name.lower()
+    if name in _INTROSPECTION:
+        return True
+    return value is None and name not in _WRITE_WITHOUT_VALUE
+
+
 def allowed_names() -> list[str]:
     """Every pragma name that is allowed in some form (for the documentation and its test)."""
     return sorted(_INTROSPECTION | _READ_ONLY | set(_WRITABLE))

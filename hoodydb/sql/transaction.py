@@ -24,7 +24,7 @@ from typing import Any, Literal
 import apsw
 
 from hoodydb.sql import errors
-from hoodydb.sql.connection import GuardedConnection
+from hoodydb.sql.connection import GuardedConnection, forbidden_write
 from hoodydb.sql.errors import SqlApiError
 
 Scalar = None | bool | int | float | str
@@ -221,7 +221,7 @@ def _run_query(gc: GuardedConnection, item: Item, fmt: ResultFormat) -> JsonObje
     rows: list[list[object]] = []
     counted = 0
     try:
-        for row in cursor.execute(item.sql, item.values):
+        for row in cursor.execute(item.sql, item.values, can_cache=gc.can_cache):
             rows.append([v if type(v) in _AS_IS else json_cell(v) for v in row])
             # Counted in chunks: per row, the accounting would cost as much as the row itself.
             if len(rows) - counted == _COUNT_EVERY:
@@ -237,7 +237,7 @@ def _run_query(gc: GuardedConnection, item: Item, fmt: ResultFormat) -> JsonObje
 
 def _run_statement(gc: GuardedConnection, sql: str, values: Values | None) -> int:
     before = gc.conn.total_changes()
-    for _ in gc.conn.execute(sql, values):
+    for _ in gc.conn.execute(sql, values, can_cache=gc.can_cache):
         pass  # statements may return rows (RETURNING); they are consumed, not reported
     return int(gc.conn.total_changes() - before)
 
@@ -264,6 +264,9 @@ def _run_guarded(gc: GuardedConnection, item: Item, fmt: ResultFormat, idx: int)
         error = translate(exc)
         if error is None:
             raise
+        if gc.write_refused(error):
+            # Outside the token's scope: the whole request is refused, noFail or not.
+            raise forbidden_write(idx) from None
         if not gc.in_transaction:
             # SQLite rolled the whole transaction back on its own (e.g. `OR ROLLBACK`, disk full):
             # nothing later may run outside it, so the request fails here even for noFail.
@@ -312,7 +315,8 @@ def _execute_once(gc: GuardedConnection, request: TransactionRequest) -> list[Js
     gc.start_request()
     try:
         try:
-            gc.control("BEGIN IMMEDIATE" if request.writes else "BEGIN")
+            # A read-only token's statements can only fail: they must not take the write lock.
+            gc.control("BEGIN IMMEDIATE" if request.writes and not gc.read_only else "BEGIN")
         except Exception as exc:
             raise (translate(exc) or exc) from None
         try:

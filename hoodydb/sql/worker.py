@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -177,6 +178,10 @@ class DatabaseWorker:
             raise (error or exc) from None
 
 
+def _read_only(job: Callable[[GuardedConnection], T], gc: GuardedConnection) -> T:
+    return gc.read_only_job(job)
+
+
 class DatabasePool:
     """Maps resolved database paths to workers; lives on the event loop's thread."""
 
@@ -237,12 +242,16 @@ class DatabasePool:
         job: Callable[[GuardedConnection], T],
         *,
         gone: Callable[[], Awaitable[object]] | None = None,
+        read_only: bool = False,
     ) -> T:
         """Run `job(connection)` on the database's worker thread and await its result.
 
         `gone()`, when given, completes when the caller no longer wants the result (its client
         disconnected): the job is then dropped or interrupted, and `client_gone` is raised.
+        With `read_only`, SQLite refuses every write the job tries (`forbidden`).
         """
+        if read_only:
+            job = partial(_read_only, job)
         work = self._worker(path).submit(job)
         result: asyncio.Future[T] = asyncio.wrap_future(work.future)
         if gone is None:

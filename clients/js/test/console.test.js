@@ -2,14 +2,14 @@
 // sign in, list databases, run SQL, read the KV store, and watch the lock panel follow a
 // transaction that a native sqlite3 process holds open, then lets go.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { chromium } from 'playwright-core';
 import { createClient } from '@hoodydb/client';
-import { startServe } from './serve.js';
+import { PYTHON, startServe } from './serve.js';
 
 const CHROMIUM = process.env.HOODYDB_CHROMIUM ?? '/usr/bin/chromium';
 // Flags for a closed network: no background traffic, no first-run work.
@@ -160,4 +160,52 @@ test('the lock panel shows a transaction held open by sqlite3 and who waits behi
     { db: 'app.db' },
   );
   assert.deepEqual(data[0].resultSet, [{ n: 2 }]);
+});
+
+let tokenCount = 0;
+/** A scoped token from `hoodydb token create`, as an operator would make it. */
+function scopedToken(...args) {
+  const name = `console-${++tokenCount}`;
+  const done = spawnSync(PYTHON, ['-m', 'hoodydb', 'token', 'create', '--data', server.data, '--name', name, ...args], { encoding: 'utf8' });
+  assert.equal(done.status, 0, done.stderr);
+  return done.stdout.trim();
+}
+
+async function signInFresh(token) {
+  if (await page.locator('#sign-out').isVisible()) await page.locator('#sign-out').click();
+  await page.goto(server.url);
+  await page.getByLabel('API token').fill(token);
+  await page.keyboard.press('Enter');
+}
+
+test('the console shows what a scoped token may do and hides what it may not', async () => {
+  // Read-only, confined to team/: only its database is listed, nothing offers to write.
+  await signInFresh(scopedToken('--read-only', '--db', 'team/*'));
+  const list = page.locator('#db-list');
+  await list.getByText('team/analytics.db', { exact: true }).waitFor();
+  assert.equal(await list.getByText('app.db', { exact: true }).count(), 0);
+  await page.locator('#token-scope').getByText(/read-only · databases team\/\*/).waitFor();
+  assert.equal(await page.locator('#create-form').isHidden(), true);
+  await list.getByText('team/analytics.db', { exact: true }).click();
+  assert.equal(await page.locator('#sql-read-only').isVisible(), true);
+  const editor = page.locator('#sql');
+  await editor.fill('CREATE TABLE sneaky (a)');
+  await editor.press('Control+Enter');
+  await page.locator('#sql-results [role=alert] code').getByText('forbidden').waitFor();
+  await editor.fill('SELECT count(*) AS n FROM sqlite_schema');
+  await editor.press('Control+Enter');
+  await page.locator('#sql-results td').getByText('0', { exact: true }).waitFor();
+
+  // KV-only: no database list, no SQL, no locks; a database is opened by name for its keys.
+  await signInFresh(scopedToken('--kv-only'));
+  await page.locator('#open-form').waitFor();
+  assert.equal(await page.locator('#db-list').isHidden(), true);
+  assert.equal(await page.locator('#tab-sql').isHidden(), true);
+  assert.equal(await page.locator('#tab-locks').isHidden(), true);
+  await page.getByLabel('Database (this token cannot list them)').fill('app.db');
+  await page.keyboard.press('Enter');
+  const kv = page.locator('#kv-results table');
+  await kv.waitFor();
+  assert.deepEqual(await kv.locator('td.key').allTextContents(), ['feature:dark-mode', 'user:1', 'user:2']);
+  await page.locator('#sign-out').click();
 });
