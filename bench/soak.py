@@ -113,6 +113,7 @@ class SoakResult:
     bad_snapshots: list[str] = field(default_factory=list)
     final_checks: dict[str, str] = field(default_factory=dict)  # db: "ok" or what is wrong
     load: list[float] = field(default_factory=list)  # 1-minute load average, sampled
+    hog_cpu_seconds: float = 0.0  # what the CPU hogs burned, all together
 
     @property
     def lost_count(self) -> int:
@@ -400,7 +401,9 @@ def run(options: SoakOptions, say: Callable[[str], None] = print) -> SoakResult:
         finally:
             for hog in hogs:
                 hog.kill()
-                hog.wait()
+                _, _, usage = os.wait4(hog.pid, 0)
+                hog.returncode = -signal.SIGKILL
+                result.hog_cpu_seconds += usage.ru_utime + usage.ru_stime
             serve.stop()
             if options.keep_logs is not None:
                 shutil.copytree(serve.logs, options.keep_logs, dirs_exist_ok=True)
@@ -458,7 +461,8 @@ def _kill_for(
 def report(result: SoakResult) -> str:
     lines = [
         f"Ran {result.seconds / 60:.1f} min; 1-minute load average {min(result.load):.1f} to "
-        f"{max(result.load):.1f} on {os.cpu_count()} cores.",
+        f"{max(result.load):.1f} on {os.cpu_count()} cores"
+        + (f"; CPU hogs burned {result.hog_cpu_seconds:.0f} s of CPU." if result.hog_cpu_seconds else "."),
         "",
         "| | |",
         "| --- | --- |",

@@ -1,15 +1,19 @@
 """Is a client thread still at work, as far as the kernel can tell? For the lock manager's windows.
 
-An owner not yet known to write holds the turn for a window; when the window runs out the turn
+A transaction holds the turn for a window; when the window runs out without a write the turn
 passes on, unless the thread that started the transaction is plainly still starting it: runnable
 (waiting for a CPU, on a loaded machine its normal state) or waiting for this daemon's answer to
 a FUSE request. A thread asleep anywhere else (a half-read cursor, a program waiting for input) is
-a reader taking its time, and goes on beside.
+a reader taking its time, and goes on beside; except on a busy host, where what it waits for may
+itself wait for a CPU (`host_busy`), and the window stretches.
 """
 
 from __future__ import annotations
 
+import os
+
 FUSE_WAITS = ("request_wait_answer", "fuse_")
+CPUS = os.cpu_count() or 1  # (not this daemon's affinity: it pins itself to one CPU under contention)
 
 
 def working(tid: int) -> bool | None:
@@ -30,3 +34,14 @@ def working(tid: int) -> bool | None:
     except (OSError, ValueError):
         return None
     return wchan.startswith(FUSE_WAITS)
+
+
+def host_busy() -> bool:
+    """More threads runnable on the host than it has CPUs (the one asking included): a client
+    asleep may be waiting for another process that waits for a CPU."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return running > CPUS

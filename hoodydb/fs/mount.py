@@ -97,6 +97,7 @@ def run(opts: MountOptions) -> None:
             speculative_reads=settings.speculative_reads,
         ),
         working=activity.working,
+        host_busy=activity.host_busy,
     )
     ops = Passthrough(
         str(opts.backing), manager, attr_timeout=ATTR_TIMEOUT_S, kernel_cache=settings.kernel_cache

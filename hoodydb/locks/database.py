@@ -40,6 +40,7 @@ class Database:
         room: WaitRoom,
         files: Mapping[FileKey, LockedFile],
         working: Callable[[int], bool | None] | None,
+        host_busy: Callable[[], bool],
         name: str = "",
     ) -> None:
         self.key = key
@@ -47,6 +48,7 @@ class Database:
         self.settings = settings
         self.clock = clock
         self.working = working
+        self.host_busy = host_busy
         self.gate = AdmissionGate(clock, settings)
         self.intents = Intents()
         self.beside: dict[Owner, Beside] = {}  # transactions running beside the turn
@@ -222,8 +224,11 @@ class Database:
         if gate.window_over(now):
             admission = gate.admitted
             assert admission is not None
-            if self.working is not None and self.working(admission.thread or admission.pid):
-                # Starting a write, most likely, on a machine too busy to run it: look again soon.
+            if (self.working is not None and self.working(admission.thread or admission.pid)) or (
+                now - admission.since < self.settings.busy_window and self.host_busy()
+            ):
+                # Starting a write, most likely, on a machine too busy to run it (or to run the
+                # program that tells it what to do next): look again soon.
                 gate.extend_window(now + self.settings.window / 2)
             # Never while it rebuilds the index or writes: others would run on a half-done state.
             elif not protocol.changes_the_index(self.shm, self.dbf, admission.owner):
@@ -257,12 +262,17 @@ class Database:
             if now - admitted.asleep_looked >= self.settings.window / 2:  # (/proc costs a few syscalls)
                 thread = admitted.thread or admitted.pid
                 since = gate.note_asleep(now, self.working is not None and self.working(thread) is False)
-            if since is not None and now - since >= self.settings.reader_patience:
+            if since is not None and now - since >= self._patience():
                 trace.debug("pid %d sleeps in its write transaction: readers read beside", admitted.pid)
                 gate.release_stalled()
             else:
                 moments.append(self.settings.window / 2)  # look again
         return min(moments, default=None)
+
+    def _patience(self) -> float:
+        """How long the turn's writer must have slept in its transaction to count as asleep."""
+        settings = self.settings
+        return settings.busy_patience if self.host_busy() else settings.reader_patience
 
     def _take_turn(
         self, ticket: Ticket, req: LockRequest, deadline: float | None, abort: AbortCheck

@@ -51,13 +51,16 @@ class LockManager:
         *,
         clock: Callable[[], float] = time.monotonic,
         working: Callable[[int], bool | None] | None = None,
+        host_busy: Callable[[], bool] | None = None,
     ) -> None:
         """`working(pid)`: is that client thread still busy (runnable, or waiting for us)? A window
-        does not pass the turn on while it is (the adapter asks the kernel: fs/activity.py)."""
+        does not pass the turn on while it is. `host_busy()`: are more threads runnable than there
+        are CPUs (`LockSettings.busy_window`)? The adapter asks the kernel (fs/activity.py)."""
         self.settings = settings = settings or LockSettings()
         self.layout = settings.layout
         self.clock = clock
         self.working = working
+        self.host_busy = host_busy or (lambda: False)
         self._mu = threading.Lock()
         self._room = WaitRoom(self._mu, clock, settings)
         self._files: dict[FileKey, LockedFile] = {}
@@ -329,6 +332,7 @@ class LockManager:
                 self._room,
                 self._files,
                 self.working,
+                self.host_busy,
                 self._names.pop(key, ""),
             )
         return db

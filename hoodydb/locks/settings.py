@@ -20,6 +20,8 @@ DEFAULT_READER_LEAD = 0.05
 DEFAULT_WRITE_RETRY_GRACE = 0.01
 DEFAULT_READER_PATIENCE = 1.0
 DEFAULT_RESERVATION = 2.0
+DEFAULT_BUSY_WINDOW = 1.0
+DEFAULT_BUSY_PATIENCE = 10.0
 DEFAULT_EXCLUSIVE_PRIORITY = 1.0
 DEFAULT_SCHEMA_GRACE = 0.005
 DEFAULT_POLL_INTERVAL = 0.1
@@ -62,6 +64,15 @@ class LockSettings:
     # longest a read slot waits for another connection's write lock on that slot (a read mark
     # moves in a moment; a checkpoint truncating the WAL holds READ0 while it works).
     reader_patience: float = DEFAULT_READER_PATIENCE
+
+    # Policy `beside`, on a busy host (more threads runnable than CPUs): a holder asleep may only
+    # be waiting for another process that waits for a CPU (the program feeding its shell, the
+    # other end of its pipe), not taking its time. Its window then stretches up to `busy_window`
+    # from its admission, and it counts as asleep in its write transaction only after
+    # `busy_patience`: a read-then-write transaction whose next statement is late for lack of CPU
+    # must not lose its turn (its write would fail on a stale snapshot).
+    busy_window: float = DEFAULT_BUSY_WINDOW
+    busy_patience: float = DEFAULT_BUSY_PATIENCE
 
     # A write from beside the turn (SQLite already holds a snapshot) keeps the turn this long after
     # it lets go of the WRITE lock while its owner still reads: a stale snapshot's write was refused

@@ -54,10 +54,11 @@ SOON = 2.0  # how long a thread may take to do something that should be immediat
 
 
 def make_manager(**kw: Any) -> LockManager:
-    """A manager with small timeouts; `kw` sets LockSettings fields, and `clock` or `working`.
+    """A manager with small timeouts; `kw` sets LockSettings fields, and `clock`, `working` or
+    `host_busy`.
 
     The strict policy by default: tests of `beside`, the default, are in test_beside.py."""
-    hooks = {name: kw.pop(name) for name in ("clock", "working") if name in kw}
+    hooks = {name: kw.pop(name) for name in ("clock", "working", "host_busy") if name in kw}
     fields: dict[str, Any] = {
         "layout": LAYOUT,
         "lock_timeout": 5.0,

@@ -442,6 +442,64 @@ def test_the_window_waits_while_the_client_thread_is_still_at_work() -> None:
     mgr.shutdown()
 
 
+def test_on_a_busy_host_a_sleeping_holder_keeps_its_turn_up_to_the_busy_window() -> None:
+    """A read-then-write transaction whose next statement is late because the program feeding it
+    waits for a CPU (its thread sleeps, reading its input): on a busy host its turn stays with it,
+    so its write needs no second snapshot; for `busy_window` at most, then it passes on."""
+    busy = {"now": True}
+    mgr = make(working=lambda pid: False, host_busy=lambda: busy["now"], busy_window=WINDOW * 8)
+    mgr.name_database(DB, "db")
+    w, other = writer(mgr, 1, wal=True), writer(mgr, 2, wal=True)
+    assert w.wal_begin() == (0, 0)  # BEGIN; SELECT ...
+    queued = Bg(other.wal_begin)
+    assert queued.blocked(settle=WINDOW * 4)  # well past its window
+    w.wal_write()  # ... UPDATE ...; COMMIT: on the snapshot it read
+    assert w.shmf(U, SLOT) == 0
+    assert queued.get() == (0, 1)
+    assert other.shmf(U, SLOT) == 0
+    # A long read on a busy host: beside once the busy window is over.
+    assert w.wal_begin() == (0, 0)
+    t0 = time.monotonic()
+    assert other.wal_begin() == (0, 1)
+    assert WINDOW * 7 < time.monotonic() - t0 < SOON
+    owners = {o["pid"]: o for o in db_snapshot(mgr, "db")["owners"]}
+    assert (owners[w.pid]["state"], owners[w.pid]["why"]) == ("beside", "window passed")
+    assert other.shmf(U, SLOT) == 0
+    assert w.shmf(U, SLOT) == 0
+    # On a quiet host the window is the window.
+    busy["now"] = False
+    assert w.wal_begin() == (0, 0)
+    t0 = time.monotonic()
+    assert other.wal_begin() == (0, 1)
+    assert time.monotonic() - t0 < WINDOW * 4
+    assert other.shmf(U, SLOT) == 0
+    assert w.shmf(U, SLOT) == 0
+    mgr.shutdown()
+
+
+def test_on_a_busy_host_a_writer_counts_as_asleep_only_after_the_busy_patience() -> None:
+    """A writer between two statements of its transaction, its program starved of CPU: readers
+    wait for its commit (`busy_patience`) rather than read beside it after `reader_patience`."""
+    busy = {"now": True}
+    mgr = make(
+        working=lambda pid: False, host_busy=lambda: busy["now"], reader_patience=0.1, busy_patience=0.6
+    )
+    mgr.name_database(DB, "db")
+    holder, new = writer(mgr, 1, wal=True), client(mgr, 2)
+    new.wal_open()
+    assert holder.wal_begin() == (0, 0)
+    assert holder.shmf(W, WRITE_LOCK) == 0  # its UPDATE; COMMIT comes late
+    t0 = time.monotonic()
+    read = Bg(new.wal_begin)
+    assert read.blocked(settle=0.3)  # past reader_patience
+    assert read.get() == (0, 0)  # beside it after busy_patience
+    assert 0.5 < time.monotonic() - t0 < SOON
+    assert new.shmf(U, SLOT) == 0
+    assert holder.shmf(U, WRITE_LOCK) == 0
+    assert holder.shmf(U, SLOT) == 0
+    mgr.shutdown()
+
+
 def test_a_recover_probe_waits_for_the_index_rebuild(mgr: LockManager) -> None:
     """A reader that finds the WAL index being rebuilt probes RECOVER; refused, SQLite answers
     SQLITE_BUSY_RECOVERY at once ("database is locked", even for -readonly)."""
