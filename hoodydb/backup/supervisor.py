@@ -199,7 +199,7 @@ class Replication:
         with self._lock:
             self._proc, self._names = proc, names
         self._started_at = time.monotonic()
-        log.warning("Litestream (pid %d) replicates %d databases to %s", proc.pid, len(names), self.replica)
+        log.info("Litestream (pid %d) replicates %d databases to %s", proc.pid, len(names), self.replica)
 
     def _stop_process(self) -> None:
         with self._lock:
