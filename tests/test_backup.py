@@ -23,6 +23,7 @@ from conftest import Mounted, MountFactory
 
 from bench.workload import WorkloadSpec, check_database, prepare_database, run_workload
 from hoodydb import control_client
+from hoodydb.backup.read_replica import follower_env
 from hoodydb.fs.process import MountProcess
 
 T = TypeVar("T")
@@ -327,3 +328,48 @@ def test_replica_without_litestream_is_a_clear_startup_error(tmp_path: Path) -> 
     )
     assert done.returncode != 0
     assert "needs the Litestream binary" in done.stderr
+
+
+# A read replica "on another host": its own process, which knows only the replica URL.
+FOLLOWER = """
+import sys, time
+from hoodydb.backup.read_replica import open_read_replica
+conn = open_read_replica()
+want, deadline, seen = int(sys.argv[1]), time.monotonic() + 60, []
+while time.monotonic() < deadline:
+    n = conn.execute("SELECT count(*) FROM t").fetchall()[0][0]
+    if not seen or seen[-1] != n:
+        seen.append(n)
+        print(n, flush=True)
+    if n >= want:
+        break
+    time.sleep(0.2)
+print("integrity", conn.execute("PRAGMA integrity_check").fetchall()[0][0], flush=True)
+try:
+    conn.execute("INSERT INTO t(w, v) VALUES (0, 0)")
+    print("wrote")
+except Exception as exc:
+    print("refused", type(exc).__name__)
+"""
+
+
+def test_a_read_replica_follows_the_live_database(mount_factory: MountFactory, tmp_path: Path) -> None:
+    replica = f"file://{tmp_path}/replica"
+    m = mount_factory(f"--replica={replica}")
+    app = m.path("app.db")
+    prepare_database(app, "wal")
+    insert(app, 10)
+    assert restored_rows(replica, "app.db", tmp_path / "r.db", 10) == (10, "ok")
+    follower = subprocess.Popen(
+        [sys.executable, "-c", FOLLOWER, "25"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=follower_env(replica, "app.db"),
+    )
+    assert follower.stdout is not None
+    assert int(follower.stdout.readline()) == 10  # what the replica held when it opened
+    insert(app, 15)  # the live database moves on; the follower sees it through the replica
+    out, _ = follower.communicate(timeout=120)
+    lines = out.split()
+    assert lines[-5:] == ["25", "integrity", "ok", "refused", "ReadOnlyError"], out  # never takes a write
+    assert check_database(app) == (25, "ok")
