@@ -173,3 +173,37 @@ def test_serve_refuses_a_replica_without_litestream(tmp_path: Path) -> None:
     )
     with pytest.raises(RuntimeError, match="needs the Litestream binary"):
         server.start()
+
+
+def test_serve_killed_during_writes_loses_no_acknowledged_commit(tmp_path: Path) -> None:
+    replica = f"file://{tmp_path}/replica"
+    mnt = tmp_path / "mnt"
+    args = ["--data", str(tmp_path / "data"), "--mount", str(mnt), "--replica", replica]
+    first = ServeProcess(args, tmp_path)
+    second = None
+    acknowledged, orphaned = 0, 0
+    try:
+        first.start()
+        prepare_database(str(mnt / "app.db"), "wal")
+        for n in range(40):
+            if n == 25:
+                orphaned = backup(first)["litestream"]["pid"]
+                assert first.proc is not None
+                first.proc.kill()  # SIGKILL: its mount (and Litestream under it) is left orphaned
+                first.proc.wait()
+                break
+            statement(first, "app.db", f"INSERT INTO t(w, v) VALUES (1, {n})")
+            acknowledged += 1
+        second = ServeProcess(args, tmp_path).start()  # replaces the orphaned mount, says so
+        assert "orphan" in second.stderr().lower()
+        assert not Path(f"/proc/{orphaned}").exists()  # stopped with the orphaned mount
+        for n in range(15):
+            statement(second, "app.db", f"INSERT INTO t(w, v) VALUES (2, {n})")
+            acknowledged += 1
+        assert restore(replica, "app.db", tmp_path / "restored.db", acknowledged) == (acknowledged, "ok")
+        assert backup(second)["litestream"]["running"]
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        force_unmount(mnt)
