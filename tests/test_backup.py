@@ -373,3 +373,49 @@ def test_a_read_replica_follows_the_live_database(mount_factory: MountFactory, t
     lines = out.split()
     assert lines[-5:] == ["25", "integrity", "ok", "refused", "ReadOnlyError"], out  # never takes a write
     assert check_database(app) == (25, "ok")
+
+
+def test_a_full_backing_disk_fails_writes_cleanly_and_replication_catches_up_once_freed(
+    tmp_path: Path,
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    replica = f"file://{tmp_path}/replica"
+    mount = None
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (2 << 20))  # given back later
+        (disk / "tree").mkdir()
+        mount = MountProcess(
+            disk / "tree",
+            tmp_path / "mnt",
+            extra_args=[f"--replica={replica}"],
+            stderr_path=tmp_path / "m.log",
+        ).start()
+        app = str(tmp_path / "mnt" / "app.db")
+        prepare_database(app, "wal")
+        conn = sqlite3.connect(app, timeout=0)
+        acknowledged, failure = 0, ""
+        for i in range(2000):
+            try:
+                conn.execute("INSERT INTO t(w, v) VALUES (?, randomblob(8000))", (i,))
+                conn.commit()
+                acknowledged += 1
+            except sqlite3.OperationalError as exc:
+                failure = str(exc)
+                conn.rollback()
+                break
+        assert "full" in failure, failure  # SQLite's own "database or disk is full"
+        filler.unlink()  # space comes back
+        for i in range(5):
+            conn.execute("INSERT INTO t(w, v) VALUES (?, 1)", (-i,))
+            conn.commit()
+            acknowledged += 1
+        conn.close()
+        assert check_database(app) == (acknowledged, "ok")
+        assert restored_rows(replica, "app.db", tmp_path / "r.db", acknowledged) == (acknowledged, "ok")
+    finally:
+        if mount is not None:
+            mount.stop()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
