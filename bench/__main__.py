@@ -10,9 +10,10 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 
-from bench import burst, contention, litestream, readers, single, webapp
+from bench import backup, burst, contention, litestream, readers, single, webapp
 from bench.targets import open_targets, passthrough_available
 
 
@@ -158,12 +159,39 @@ def run_litestream(quick: bool, root: str | None, mount_args: list[str] | None) 
     return _none_broken(litestream.failures(cells))
 
 
+def run_backup(quick: bool, root: str | None) -> bool:
+    """Writers' tx/s with continuous backup off and on (native, mount), and the mount's lag."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hoodydb-bench-replica-", dir=root) as replica_dir:
+        replica = f"file://{replica_dir}"
+        mounts = [("mount", ()), ("mount --replica", (f"--replica={replica}",))]
+        with open_targets(("native",), more_mounts=mounts, root=root) as targets:
+            cells = backup.run(
+                targets,
+                {"mount --replica": replica},
+                quick,
+                lambda line: print(line, file=sys.stderr, flush=True),
+            )
+    took = time.monotonic() - t0
+    print(f"\n## Continuous backup beside writers ({'quick' if quick else 'full'}, {took:.0f} s)\n")
+    print(
+        f"{backup.WRITERS} writer processes, WAL, busy timeout {backup.BUSY_TIMEOUT_S:g} s. native on: "
+        "`litestream replicate` started by hand; mount on: `hoodydb mount --replica file://...` (Litestream "
+        "run by the daemon, through the mount). keep: autocommit INSERTs on a kept connection; txn: "
+        "BEGIN, a read, an INSERT, COMMIT. vs off: over the same target without replication.\n"
+    )
+    print(backup.table(cells, "mount"))
+    print()
+    print(backup.lag_summary(cells))
+    return _none_broken(backup.failures(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["contention", "single", "readers", "burst", "webapp", "litestream", "all"],
+        choices=["contention", "single", "readers", "burst", "webapp", "litestream", "backup", "all"],
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a couple of minutes")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough_fh baseline")
@@ -202,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = run_webapp(quick, args.root, max(1, args.repeat), args.mount_args)
     if command in ("litestream", "all"):
         ok = run_litestream(quick, args.root, args.mount_args) and ok
+    if command in ("backup", "all"):
+        ok = run_backup(quick, args.root) and ok
     return 0 if ok else 1
 
 

@@ -90,13 +90,14 @@ wait "$serve_pid" || fail "serve exited with status $? on SIGTERM: $(cat serve.e
 ! mounted mnt || fail "mnt is still mounted after serve stopped"
 ! ours_running || fail "left running after serve stopped: $(pgrep -af "$hoodydb")"
 
-# --- hoodydb mount: detaches once mounted ------------------------------------------------------
+# --- hoodydb mount: detaches once mounted; backs up with the Litestream inside the artifact -------
 mkdir backing
-out=$("$hoodydb" mount backing db)
+replica="file://$(pwd)/replica"
+out=$("$hoodydb" mount backing db --replica "$replica")
 mounted db || fail "hoodydb mount returned but db is not mounted: $out"
 daemon=$(sed -n 's/.*(pid \([0-9]*\),.*/\1/p' <<< "$out")
 [ -n "$daemon" ] || fail "no daemon pid in: $out"
-sqlite3 db/app.db "CREATE TABLE t(x)"
+sqlite3 db/app.db "PRAGMA journal_mode=WAL; CREATE TABLE t(x)" > /dev/null
 pids=()
 for i in $(seq 40); do sqlite3 db/app.db "INSERT INTO t VALUES ($i)" 2> "mount-sqlite.$i" & pids+=($!); done
 errors=0
@@ -108,8 +109,20 @@ echo "mount writer errors: $errors"
 echo "mount rows: $(sqlite3 db/app.db 'SELECT count(*) FROM t')"
 out=$("$hoodydb" locks db)
 [[ "$out" == *"$(realpath db)"*"/app.db"* ]] || fail "hoodydb locks db: $out"
+for _ in $(seq 300); do
+  rm -f restored.db
+  "$hoodydb" restore --replica "$replica" --db app.db restored.db > /dev/null 2>&1 \
+    && [ "$(sqlite3 restored.db 'SELECT count(*) FROM t')" = 40 ] && break
+  sleep 0.2
+done
+echo "restored rows: $(sqlite3 restored.db 'SELECT count(*) FROM t' 2> /dev/null)"
+out=$("$hoodydb" backup status db)
+[[ "$out" == *"app.db  txid"* ]] || fail "hoodydb backup status db: $out"
+litestream=$("$hoodydb" backup status db --json | sed -n 's/.*"pid": \([0-9]*\).*/\1/p' | head -1)
+[ -n "$litestream" ] || fail "no Litestream pid in the status"
 kill -TERM "$daemon"
 for _ in $(seq 200); do mounted db || ours_running || break; sleep 0.05; done
 ! mounted db || fail "db is still mounted after SIGTERM to the daemon"
 ! ours_running || fail "left running after SIGTERM: $(pgrep -af "$hoodydb")"
+! kill -0 "$litestream" 2> /dev/null || fail "Litestream (pid $litestream) left running after the daemon"
 echo "scenario ok"

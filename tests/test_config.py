@@ -21,6 +21,7 @@ import pytest
 from serve_process import ServeProcess
 
 from hoodydb import control_client
+from hoodydb.backup.binary import locate
 from hoodydb.fs.process import force_unmount, is_mounted
 from hoodydb.fs.settings import MountSettings, daemon_args, env_var, flag, no_flag
 
@@ -34,6 +35,9 @@ NON_DEFAULT: dict[str, Any] = {
     "kernel_cache": False,
     "pin_under_contention": False,
     "pending_byte": 0x40000000 + 4096,
+    "replica": "file:///tmp/hoodydb-config-test-replica",  # no WAL database here: nothing is written
+    "replica_stale_after": 30.0,
+    "litestream": str(locate()),
     "log_level": "info",
     "debug": True,
 }

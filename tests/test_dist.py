@@ -69,6 +69,7 @@ def _check(result: subprocess.CompletedProcess[str]) -> None:
     lines = result.stdout.splitlines()
     assert "writer errors: 0" in lines and "rows: 40" in lines and "integrity: ok" in lines, result.stdout
     assert "mount writer errors: 0" in lines and "mount rows: 40" in lines, result.stdout
+    assert "restored rows: 40" in lines, result.stdout  # the replica of the mount's --replica
     assert lines[-1] == "scenario ok"
 
 

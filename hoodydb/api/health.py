@@ -1,4 +1,5 @@
-"""`GET /healthz`: 200 when every root (the mount, under `serve`) answers and SQLite works there.
+"""`GET /healthz`: 200 when every root (the mount, under `serve`) answers and SQLite works there,
+and no database's backup lags more than `--replica-stale-after` (hoodydb.api.backup).
 
 The check stats every root, then runs a small write transaction on a probe database kept in the
 first root's `.hoodydb/` (through the mount, like every request), so a broken SQL path (a wedged
@@ -20,6 +21,7 @@ import apsw
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hoodydb.api.backup import stale_problem
 from hoodydb.api.errors import UNAVAILABLE, error_response
 from hoodydb.api.responses import JsonResponse
 from hoodydb.api.state import app_state
@@ -98,7 +100,7 @@ def _health_check(request: Request) -> HealthCheck:
 
 
 async def healthz(request: Request) -> Response:
-    problem = await _health_check(request).problem()
+    problem = await _health_check(request).problem() or await stale_problem(app_state(request).config)
     if problem is not None:
         return error_response(UNAVAILABLE, problem)
     return JsonResponse({"status": "ok"})

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hoodydb.access.scope import Scope
 from hoodydb.api.access import token_scope
 from hoodydb.api.errors import UNAVAILABLE, error_response
 from hoodydb.api.responses import JsonResponse
@@ -42,5 +43,13 @@ async def lock_report(request: Request) -> Response:
         db["database"] = str(db["database"]).removeprefix("/")
     # A `--db` token sees the locks of its own databases only.
     scope = token_scope(request)
-    report["databases"] = [db for db in report["databases"] if scope.allows_database(db["database"])]
+    report = in_scope(report, scope)
+    if report.get("backup"):
+        report["backup"] = in_scope(report["backup"], scope)
     return JsonResponse({"mounted": True, **report})
+
+
+def in_scope(report: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    """`report` with only the `databases` entries a `--db` token may see (locks, backup)."""
+    databases = [db for db in report["databases"] if scope.allows_database(db["database"])]
+    return {**report, "databases": databases}

@@ -72,6 +72,27 @@ class Metrics:
         self.open_databases = Gauge(
             "hoodydb_open_databases", "Databases with an open worker and connection.", registry=self.registry
         )
+        # Continuous backup (--replica), per database: read from the daemon at each scrape.
+        self.backup = (
+            Gauge(
+                "hoodydb_backup_lag_seconds",
+                "Age of the oldest change Litestream has not yet put into the replica.",
+                ["database"],
+                registry=self.registry,
+            ),
+            Gauge(
+                "hoodydb_backup_errors",
+                "Litestream's errors about the database since the mount started.",
+                ["database"],
+                registry=self.registry,
+            ),
+            Gauge(
+                "hoodydb_backup_replicated",
+                "1 if the database is replicated, 0 if not (rollback-journal mode).",
+                ["database"],
+                registry=self.registry,
+            ),
+        )
 
     def observe_job(self, timing: JobTiming) -> None:
         # Called on worker threads; prometheus_client metrics are thread-safe.
@@ -83,6 +104,11 @@ class Metrics:
         pool = getattr(request.app.state, "pool", None)
         if pool is not None:
             self.open_databases.set(pool.open_count)
+        state = getattr(request.app.state, "hoodydb", None)
+        if state is not None:
+            from hoodydb.api.backup import refresh_metrics
+
+            await refresh_metrics(state.config, self.backup)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 

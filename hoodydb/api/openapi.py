@@ -115,6 +115,13 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json({"$ref": "#/components/schemas/TokenScope"}), **_ERRORS},
                 }
             },
+            "/api/v1/sqlite/backup": {
+                "get": {
+                    "summary": "Continuous backup per database: last replicated transaction, lag, "
+                    "errors; databases not replicated and why (as `hoodydb backup status --json`).",
+                    "responses": {"200": _json({"type": "object"}), **_ERRORS},
+                }
+            },
             "/api/v1/sqlite/kv": {
                 "get": {
                     "summary": "List keys in key order.",

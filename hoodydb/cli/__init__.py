@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hoodydb import __version__
+from hoodydb.cli.backup import backup, restore
 from hoodydb.cli.db import db
 from hoodydb.cli.kv import kv
 from hoodydb.cli.mount import locks, mount
@@ -24,3 +25,5 @@ main.add_command(serve)
 main.add_command(db)
 main.add_command(kv)
 main.add_command(token)
+main.add_command(restore)
+main.add_command(backup)

@@ -16,6 +16,7 @@ from click.core import ParameterSource
 from hoodydb.api import cors
 from hoodydb.api.config import DEFAULT_MAX_BODY_BYTES, ApiConfig
 from hoodydb.api.tokens import accepted_tokens
+from hoodydb.backup.binary import LitestreamMissing, locate
 from hoodydb.cli.limit_options import limit_options, statement_timeout_for
 from hoodydb.cli.options import configure_logging, list_option, mount_options, option
 from hoodydb.control_client import socket_path
@@ -130,6 +131,11 @@ def serve(
             raise click.UsageError("give --data DIR and --mount DIR (or --no-mount --root DIR)")
         data.mkdir(parents=True, exist_ok=True)
         served, state_base = [mountpoint], data
+        if settings.replica:
+            try:
+                locate(settings.litestream)  # refused now, not in the mount's log
+            except LitestreamMissing as exc:
+                raise click.ClickException(str(exc)) from None
     configure_logging(settings)
     try:
         accepted, token_line = accepted_tokens(tokens, token_file, state_base)

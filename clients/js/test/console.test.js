@@ -1,9 +1,11 @@
 // The web console in a real headless Chromium against a real `hoodydb serve` with its mount:
 // sign in, list databases, run SQL, read the KV store, and watch the lock panel follow a
-// transaction that a native sqlite3 process holds open, then lets go.
+// transaction that a native sqlite3 process holds open, then lets go; the backup panel (the
+// server backs up to a file replica) shows a WAL database replicated and why another is not.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -26,9 +28,10 @@ let page;
 let shots;
 /** @type {import('node:child_process').ChildProcess[]} */
 const holders = [];
+const replica = mkdtempSync(join(tmpdir(), 'hoodydb-js-replica-'));
 
 before(async () => {
-  server = await startServe();
+  server = await startServe({ args: ['--replica', `file://${replica}`] });
   shots = process.env.HOODYDB_SCREENSHOT_DIR ?? join(server.data, '..', 'screenshots');
   mkdirSync(shots, { recursive: true });
   const client = createClient({ url: server.url, token: server.token });
@@ -67,6 +70,7 @@ after(async () => {
   for (const p of holders) if (p.exitCode === null) p.kill('SIGKILL');
   await browser?.close();
   await server?.stop();
+  rmSync(replica, { recursive: true, force: true });
 });
 
 /** A sqlite3 CLI on a database through the mount, fed statements one line at a time. */
@@ -160,6 +164,21 @@ test('the lock panel shows a transaction held open by sqlite3 and who waits behi
     { db: 'app.db' },
   );
   assert.deepEqual(data[0].resultSet, [{ n: 2 }]);
+});
+
+test('the backup panel shows a replicated WAL database and says why a rollback-journal one is not', async () => {
+  // A WAL database made by a native client through the mount; app.db (made by the API) is not WAL.
+  execFileSync('sqlite3', [join(server.mnt, 'wal.db'), 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);']);
+  await page.reload(); // the list of databases is read at sign-in (the token is kept)
+  const list = page.locator('#db-list');
+  await list.getByText('wal.db', { exact: true }).click();
+  await page.locator('#tab-backup').click();
+  const state = page.locator('#backup-state');
+  await state.getByText(/^Replicated, lag/).waitFor();
+  await page.locator('#backup').getByText(`file://${replica}/wal.db`).waitFor();
+  await page.screenshot({ path: join(shots, 'console-backup.png') });
+  await list.getByText('app.db', { exact: true }).click();
+  await state.getByText('Not replicated: rollback-journal mode').waitFor();
 });
 
 let tokenCount = 0;
