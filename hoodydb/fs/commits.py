@@ -1,0 +1,260 @@
+"""Seeing commits at the file-system edge: every write to a database or its WAL passes here.
+
+A turn that wrote can still roll back, so a commit is recognised by what SQLite writes, not by a
+turn ending:
+
+- WAL mode (wal.c's format): after a 32-byte header (page size at bytes 8..11), the WAL is a
+  sequence of frames, a 24-byte header and a page; bytes 4..7 of a frame header are the database
+  size after the commit for the frame that commits, 0 for every other. A commit is a frame header
+  written with a non-zero size at a frame index above the last commit seen: SQLite rewrites the
+  headers of the transaction's frames in place when it recomputes checksums, and a new WAL header
+  (a write below byte 32) starts the count again. The pages of a commit are its frames. A field
+  written in pieces is read back from the file once its last byte arrives.
+- Rollback journal: every committing transaction changes the database header's change counter
+  (bytes 24..27), and its commit point is the journal deleted, truncated or its header zeroed. A
+  transaction that rolls back after writing pages plays the journal back, which puts the old
+  counter back: no commit. A checkpoint of a WAL database writes the database file too: it is
+  told apart by the header's format bytes (18: 1 rollback, 2 WAL). The pages are the writes to
+  the database file.
+
+Either way the commit is announced when the writing process next lets go of a lock on the
+database or its -shm (SQLite ends the write transaction with an unlock), not at the write: by then
+the WAL index is up to date, so a subscriber that reads at once sees the commit, and the commit
+is numbered while its writer still holds the turn, so numbers follow the commit order. The kernel
+names the writing thread; its process (thread group) is what events report.
+
+Known limits: a writer in `locking_mode=EXCLUSIVE` unlocks only when it closes, so its commits
+are announced then; with `psow=0` and synchronous WAL commits SQLite pads the WAL with copies of
+the commit frame, each of which counts as a commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from hoodydb.fs.feed import CommitFeed
+from hoodydb.locks import FileRole
+
+log = logging.getLogger(__name__)
+
+WAL_HEADER = 32
+FRAME_HEADER = 24
+COMMIT_FIELD = 4  # bytes 4..7 of a frame header: database size after the commit, or 0
+DB_HEADER = 28  # enough of the database header for the format bytes and the change counter
+DB, WAL, SHM = "db", "wal", "shm"  # the files of a database that are watched
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What a writer did that is announced at its next unlock."""
+
+    tid: int
+    journal: str  # "wal": `frames` are commits already; "rollback": to be checked at the unlock
+    frames: list[tuple[float, int]] = field(default_factory=list)  # (when, pages) per WAL commit
+    pages: int = 0  # database page writes since the last check (rollback)
+    at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Database:
+    name: str  # path inside the mount, "/team/app.db"
+    page_size: int | None = None  # of its WAL, from the WAL header
+    last_commit_frame: int = 0  # 1-based index of the last commit frame of the current WAL
+    txn_first_frame: int | None = None  # lowest frame written since then: the transaction's first
+    counter: bytes | None = None  # change counter at the last check (None: no header yet)
+    format: int | None = None  # header byte 18 at the last check
+    seen_header: bool = False
+    pending: _Pending | None = None
+
+
+class CommitWatch:
+    """Watches the open database and -wal files of a mount and publishes their commits."""
+
+    def __init__(self, root: str, feed: CommitFeed) -> None:
+        self.root = root
+        self.feed = feed
+        self._mu = threading.Lock()
+        self._files: dict[int, tuple[_Database, str]] = {}  # fd -> (its database, DB, WAL or SHM)
+        self._dbs: dict[str, _Database] = {}
+        self.pending = 0  # databases with something to announce: the unlock path's quick test
+
+    # -- file lifecycle --------------------------------------------------------------------------
+
+    def opened(self, fd: int, path: str, role: FileRole) -> None:
+        if path.endswith("-wal"):
+            name, kind = path[: -len("-wal")], WAL
+        elif path.endswith("-shm") and role is FileRole.SHM:
+            name, kind = path[: -len("-shm")], SHM
+        elif role is FileRole.DATABASE:
+            name, kind = path, DB
+        else:
+            return
+        with self._mu:
+            db = self._dbs.get(name)
+            if db is None:
+                db = self._dbs[name] = _Database(name)
+            if kind == DB and not db.seen_header:
+                # Before any write through this mount: the state every later check compares to.
+                with contextlib.suppress(OSError):
+                    db.counter, db.format = _header(os.pread(fd, DB_HEADER, 0))
+                    db.seen_header = True
+            self._files[fd] = (db, kind)
+
+    def released(self, fd: int) -> None:
+        with self._mu:
+            watched = self._files.pop(fd, None)
+            # A database nobody has open and with nothing to announce is forgotten (bounded memory).
+            if watched is not None and watched[0].pending is None:
+                db = watched[0]
+                if not any(other is db for other, _ in self._files.values()):
+                    self._dbs.pop(db.name, None)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def watches(self, fd: int) -> bool:
+        return fd in self._files
+
+    def wrote(self, fd: int, data: bytes | memoryview, offset: int, tid: int) -> None:
+        """`data` was just written at `offset` of `fd` by thread `tid`."""
+        watched = self._files.get(fd)
+        if watched is None or watched[1] == SHM or not data:
+            return
+        db, kind = watched
+        with self._mu:
+            if kind == WAL:
+                self._wal_wrote(db, fd, data, offset, tid)
+            else:
+                pending = self._pending(db, tid, "rollback")
+                pending.pages += 1
+                pending.at = time.time()
+
+    def _pending(self, db: _Database, tid: int, journal: str) -> _Pending:
+        pending = db.pending
+        if pending is None or pending.journal != journal:
+            if pending is None:
+                self.pending += 1
+            pending = db.pending = _Pending(tid, journal)
+        pending.tid = tid  # a hot journal's rollback by another process: its unlock decides
+        return pending
+
+    def _wal_wrote(self, db: _Database, fd: int, data: bytes | memoryview, offset: int, tid: int) -> None:
+        end = offset + len(data)
+        if offset < WAL_HEADER:  # a new WAL header: SQLite restarted the WAL, frames count from 1
+            db.last_commit_frame = 0
+            db.txn_first_frame = None
+            db.page_size = None
+        if db.page_size is None:
+            raw = bytes(data[8 - offset : 12 - offset]) if offset <= 8 and end >= 12 else os.pread(fd, 4, 8)
+            size = int.from_bytes(raw, "big") if len(raw) == 4 else 0
+            if size < 512 or size > 65536 or size & (size - 1):
+                return  # no valid header yet
+            db.page_size = size
+        frame = FRAME_HEADER + db.page_size
+        # Frame i's commit field is [h + 4, h + 8), h = 32 + i * frame: those whose last byte is
+        # in this write.
+        last_byte = WAL_HEADER + COMMIT_FIELD + COMMIT_FIELD  # field end of frame 0
+        first = max(0, (offset - last_byte) // frame + 1) if offset >= last_byte else 0
+        i = first
+        while (field_end := WAL_HEADER + i * frame + 2 * COMMIT_FIELD) <= end:
+            field_start = field_end - COMMIT_FIELD
+            if field_start >= offset:
+                raw = bytes(data[field_start - offset : field_end - offset])
+            else:
+                raw = os.pread(fd, COMMIT_FIELD, field_start)
+            index = i + 1
+            i += 1
+            if index <= db.last_commit_frame:
+                continue  # a header rewritten in place, or a frame of a commit already seen
+            first = db.txn_first_frame = min(index, db.txn_first_frame or index)
+            if int.from_bytes(raw, "big"):
+                pending = self._pending(db, tid, "wal")
+                pending.frames.append((time.time(), index - first + 1))
+                db.last_commit_frame = index
+                db.txn_first_frame = None
+
+    # -- unlocks ---------------------------------------------------------------------------------
+
+    def unlocked(self, fd: int, tid: int) -> None:
+        """Thread `tid` let go of a lock on `fd` (a database or its -shm): announce its commits."""
+        watched = self._files.get(fd)
+        if watched is None:
+            return
+        db, kind = watched
+        with self._mu:
+            pending = db.pending
+            if pending is None or not self._same_process(pending.tid, tid):
+                return
+            commits: list[tuple[float, int, str]] | None
+            if pending.journal == "wal":
+                commits = [(at, pages, "wal") for at, pages in pending.frames]
+            elif kind == DB:
+                commits = self._rollback_commits(db, fd, pending)
+                if commits is None:
+                    return  # the journal is still hot: not committed (yet)
+            else:
+                return
+            db.pending = None
+            self.pending -= 1
+            pid = self._tgid(pending.tid)
+            command = _cmdline(pid) if commits else ""
+            for at, pages, journal in commits:
+                self.feed.publish(
+                    db.name.removeprefix("/"), pid=pid, command=command, pages=pages, journal=journal, at=at
+                )
+
+    def _rollback_commits(
+        self, db: _Database, fd: int, pending: _Pending
+    ) -> list[tuple[float, int, str]] | None:
+        if _journal_hot(self.root + db.name + "-journal"):
+            return None
+        counter, fmt = _header(os.pread(fd, DB_HEADER, 0))
+        committed = counter != db.counter and (fmt == 1 or db.format == 1)
+        db.counter, db.format = counter, fmt
+        return [(pending.at, pending.pages, "rollback")] if committed else []
+
+    # -- processes -------------------------------------------------------------------------------
+
+    def _same_process(self, a: int, b: int) -> bool:
+        return a == b or (b != 0 and self._tgid(a) == self._tgid(b))
+
+    def _tgid(self, tid: int) -> int:
+        """The process of thread `tid` (the kernel gives the mount thread ids). Not cached: a
+        thread id is soon another process's, and this runs once per commit."""
+        try:
+            with open(f"/proc/{tid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Tgid:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return tid
+
+
+def _header(raw: bytes) -> tuple[bytes | None, int | None]:
+    if len(raw) < DB_HEADER:
+        return None, None
+    return raw[24:28], raw[18]
+
+
+def _journal_hot(path: str) -> bool:
+    """SQLite's own test (pager.c hasHotJournal): a journal that exists, is not empty and whose
+    first byte is not zero still holds a transaction."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) not in (b"", b"\0")
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
