@@ -183,7 +183,7 @@ class CommitFeed:
         with self._mu:
             if since is None:
                 cursor = {name: db.seq for name, db in self._dbs.items() if fnmatch.fnmatchcase(name, glob)}
-                default: int | None = None
+                default: int | None = 0  # a database that appears later: all of it is new
             elif isinstance(since, int):
                 cursor = {}
                 default = since
