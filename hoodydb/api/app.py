@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from hoodydb.api import database_list, databases, health, kv, locks, openapi, transactions
+from hoodydb.api import database_list, databases, events, health, kv, locks, openapi, transactions
 from hoodydb.api.auth import BearerAuthMiddleware
 from hoodydb.api.config import ApiConfig
 from hoodydb.api.console import ConsoleMount
@@ -30,6 +30,7 @@ def routes(metrics: Metrics) -> list[Route]:
         Route(f"{API}/databases", databases.create_database, methods=["POST"]),
         Route(f"{API}/databases", database_list.list_databases, methods=["GET"]),
         Route(f"{API}/locks", locks.lock_report, methods=["GET"]),
+        Route(f"{API}/events", events.commit_events, methods=["GET"]),
         Route(f"{API}/kv", kv.list_keys, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.get_key, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.put_key, methods=["PUT"]),
