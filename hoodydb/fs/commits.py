@@ -47,6 +47,7 @@ FRAME_HEADER = 24
 COMMIT_FIELD = 4  # bytes 4..7 of a frame header: database size after the commit, or 0
 DB_HEADER = 28  # enough of the database header for the format bytes and the change counter
 DB, WAL, SHM = "db", "wal", "shm"  # the files of a database that are watched
+OWN_STATE = "/.hoodydb/"  # hoodydb.sql.paths.STATE_DIR_NAME: never a database of the feed
 
 
 @dataclass(slots=True)
@@ -86,6 +87,8 @@ class CommitWatch:
     # -- file lifecycle --------------------------------------------------------------------------
 
     def opened(self, fd: int, path: str, role: FileRole) -> None:
+        if OWN_STATE in path:
+            return  # hoodydb's own files (the API's health check writes there every few seconds)
         if path.endswith("-wal"):
             name, kind = path[: -len("-wal")], WAL
         elif path.endswith("-shm") and role is FileRole.SHM:
