@@ -33,6 +33,7 @@ NON_DEFAULT: dict[str, Any] = {
     "max_threads": 96,
     "kernel_cache": False,
     "pin_under_contention": False,
+    "commit_feed": False,
     "pending_byte": 0x40000000 + 4096,
     "log_level": "info",
     "debug": True,

@@ -103,3 +103,23 @@ def test_close_ends_every_subscription(tmp_path: Path) -> None:
     feed.close()
     t.join(5)
     assert result == [[]]
+
+
+def test_histories_are_kept_for_the_most_recent_databases_only(tmp_path: Path) -> None:
+    feed = CommitFeed(tmp_path, max_histories=3)
+    sub = feed.subscribe("*", {"a.db": 0})
+    publish(feed, "a.db", 2)
+    for name in ("b.db", "c.db", "d.db"):  # a.db's history goes, its numbers stay
+        publish(feed, name)
+    assert publish(feed, "a.db")[0].seq == 3
+    got = feed.take(sub, 1.0) or []
+    assert got[0] == Missed("a.db", 1, 2)
+
+
+def test_a_database_whose_file_is_gone_is_forgotten_at_close(tmp_path: Path) -> None:
+    (tmp_path / "kept.db").write_bytes(b"")
+    feed = CommitFeed(tmp_path / ".hoodydb", root=tmp_path)
+    publish(feed, "kept.db", 2)
+    publish(feed, "gone.db", 2)
+    feed.close()
+    assert json.loads((tmp_path / ".hoodydb" / SEQUENCE_FILE).read_text()) == {"kept.db": 2}

@@ -33,6 +33,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 HISTORY = 1024  # events kept per database for subscribers that resume or fall behind
+# Databases whose history is kept: the most recently committed ones. Programs that make many
+# short-lived databases (a cache's temporary files) must not grow the daemon with each.
+MAX_HISTORIES = 256
 BLOCK = 1000  # sequence numbers reserved per persisted write
 SEQUENCE_FILE = "feed-sequence.json"  # under the backing directory's state dir (.hoodydb/)
 
@@ -129,13 +132,25 @@ class Subscription:
 
 
 class CommitFeed:
-    def __init__(self, state_dir: Path | None, *, history: int = HISTORY, block: int = BLOCK) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None,
+        *,
+        root: Path | None = None,
+        history: int = HISTORY,
+        block: int = BLOCK,
+        max_histories: int = MAX_HISTORIES,
+    ) -> None:
+        self._root = root  # the backing directory: at close, names whose file is gone are dropped
         self._mu = threading.Lock()
         self._store = SequenceStore(state_dir)
         self._block = block
         self._history = history
         self._ceilings = dict(self._store.ceilings)
+        self._max_histories = max_histories
         self._dbs = {name: _Database(seq, history) for name, seq in self._ceilings.items()}
+        # Databases with a history, least recently committed first.
+        self._kept: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._subscribers: list[Subscription] = []
         self._published = 0
         self._closed = False
@@ -152,6 +167,11 @@ class CommitFeed:
             self._published += 1
             commit = Commit(db, state.seq, at, pid, command, pages, journal, self._published)
             state.history.append(commit)
+            self._kept[db] = None
+            self._kept.move_to_end(db)
+            if len(self._kept) > self._max_histories:
+                # The oldest history goes (its number stays): a subscriber behind it gets `missed`.
+                self._dbs[self._kept.popitem(last=False)[0]].history.clear()
             if state.seq > self._ceilings.get(db, 0):
                 # Rare (once per block): reserve the next block before the number is seen.
                 self._ceilings[db] = state.seq + self._block
@@ -165,7 +185,9 @@ class CommitFeed:
         """Persist the exact last numbers (a restart continues without a gap); wake everyone."""
         with self._mu:
             self._closed = True
-            self._store.save({name: db.seq for name, db in self._dbs.items()})
+            # A database whose file is gone is forgotten: a new one under its name starts at 1.
+            gone = [n for n in self._dbs if self._root is not None and not (self._root / n).exists()]
+            self._store.save({name: db.seq for name, db in self._dbs.items() if name not in gone})
             for sub in self._subscribers:
                 sub.wake.set()
 

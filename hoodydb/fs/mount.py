@@ -102,7 +102,8 @@ def run(opts: MountOptions) -> None:
         working=activity.working,
     )
     # The last sequence numbers live in the backing directory's state dir, beside the API's token.
-    feed = CommitFeed(opts.backing.resolve() / STATE_DIR_NAME) if settings.commit_feed else None
+    state_dir = opts.backing.resolve() / STATE_DIR_NAME
+    feed = CommitFeed(state_dir, root=opts.backing.resolve()) if settings.commit_feed else None
     ops = Passthrough(
         str(opts.backing),
         manager,
