@@ -65,7 +65,7 @@ class ControlServer:
                         "control socket: a client did not take its report within %s s: cut off", SEND_SECONDS
                     )
 
-        self._server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        self._server = _Server(str(path), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="hoodydb-control", daemon=True
@@ -78,6 +78,12 @@ class ControlServer:
         self._server.shutdown()
         self._server.server_close()
         self.path.unlink(missing_ok=True)
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    # socketserver's backlog of 5 refuses (EAGAIN) the sixth of a burst of connections: a page
+    # of SSE subscribers, or watchers started together.
+    request_queue_size = 128
 
 
 def _read_request(sock: socket.socket, deadline: float) -> Any:
@@ -124,8 +130,9 @@ def _stream(sock: socket.socket, feed: CommitFeed | None, watch: dict[str, Any])
             for batch in feed.events(sub, heartbeat):
                 if not batch:
                     send({"type": "heartbeat"})
-                for event in batch:
-                    send(event.as_dict())
+                    continue
+                # One send per wake-up: under load a watcher wakes once for many commits.
+                sock.sendall(b"".join(json.dumps(event.as_dict()).encode() + b"\n" for event in batch))
         finally:
             feed.unsubscribe(sub)
     except (OSError, ValueError) as exc:  # the watcher went away, or stopped reading

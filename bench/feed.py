@@ -1,0 +1,128 @@
+"""What the commit feed costs the writers: tx/s with the feed on, off, and followed.
+
+Targets in one run, on one disk: native; a mount with `--no-commit-feed`; a mount with the feed
+on (the default) and nobody watching; the same mount while `WATCHERS` clients follow it over the
+control socket (as `hoodydb watch` does), each receiving every event. Workloads: autocommit
+INSERTs on kept connections ("keep"), one writer and four, WAL and rollback journal. The cells are
+run `repeat` times, interleaved across targets, and the median kept: the machine is shared.
+Every run checks that each commit landed and, when watched, that every watcher saw each one.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from bench.targets import Target
+from bench.workload import WorkloadSpec, run_workload
+from hoodydb import control_client
+
+WATCHERS = 10
+BUSY_TIMEOUT = 5.0
+NATIVE, OFF, ON, WATCHED = "native", "feed off", "feed on", f"feed on, {WATCHERS} watchers"
+COLUMNS = (NATIVE, OFF, ON, WATCHED)
+
+
+@dataclass
+class Cell:
+    spec: WorkloadSpec
+    tx_per_s: dict[str, list[float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def median(self, column: str) -> float:
+        return statistics.median(self.tx_per_s[column])
+
+
+def cells(quick: bool) -> list[WorkloadSpec]:
+    n = 300 if quick else 2000
+    return [
+        WorkloadSpec("keep", mode, BUSY_TIMEOUT, writers, n // writers)
+        for mode in ("wal", "delete")
+        for writers in (1, 4)
+    ]
+
+
+@contextmanager
+def watchers(target: Target, count: int) -> Iterator[list[int]]:
+    """`count` clients following the whole feed; yields their event counts (commits seen)."""
+    seen = [0] * count
+    stop = threading.Event()
+    started = threading.Barrier(count + 1)
+
+    def follow(i: int) -> None:
+        events = control_client.watch(control_client.socket_path(target.directory), "*", heartbeat=0.5)
+        for event in events:
+            if event["type"] == "start":
+                started.wait()
+            elif event["type"] == "commit":
+                seen[i] += 1
+            if stop.is_set():
+                return
+
+    threads = [threading.Thread(target=follow, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    started.wait(30)
+    try:
+        yield seen
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+
+
+def _run_one(cell: Cell, column: str, target: Target, label: str) -> None:
+    path = os.path.join(target.directory, f"{label}.db")
+    if column == WATCHED:
+        with watchers(target, WATCHERS) as seen:
+            result = run_workload(path, cell.spec)
+            commits = result.ok + 2  # and the table's creation, and the journal mode's switch
+            deadline = threading.Event()
+            for _ in range(100):  # the last events are on their way: up to 5 s
+                if min(seen) >= result.ok:
+                    break
+                deadline.wait(0.05)
+            if min(seen) < result.ok or max(seen) > commits:
+                cell.failures.append(f"{label}: watchers saw {sorted(set(seen))} of {result.ok} commits")
+    else:
+        result = run_workload(path, cell.spec)
+    if result.ok != cell.spec.expected or result.rows != cell.spec.expected or result.integrity != "ok":
+        cell.failures.append(f"{label} {column}: {result.summary()}")
+    cell.tx_per_s.setdefault(column, []).append(result.tx_per_s)
+
+
+def run(targets: dict[str, Target], quick: bool, repeat: int, say: Callable[[str], None]) -> list[Cell]:
+    """`targets`: native, the mount with the feed off and the one with it on (names as COLUMNS)."""
+    out = [Cell(spec) for spec in cells(quick)]
+    for r in range(repeat):
+        for cell in out:
+            say(f"[{r + 1}/{repeat}] {cell.spec.label()}")
+            for column in COLUMNS:
+                target = targets[ON if column == WATCHED else column]
+                label = f"{cell.spec.label()}-{r}-{column.replace(' ', '_').replace(',', '')}"
+                _run_one(cell, column, target, label)
+    return out
+
+
+def table(results: list[Cell]) -> str:
+    head = "| workload | " + " | ".join(f"{c} tx/s" for c in COLUMNS)
+    head += " | on / off | watched / off | off / native |"
+    lines = [head, "|" + " --- |" * (1 + len(COLUMNS) + 3)]
+    for cell in results:
+        m = {c: cell.median(c) for c in COLUMNS}
+        s = cell.spec
+        name = f"{s.writers} writer{'s' if s.writers > 1 else ''}, {s.journal_mode}, {s.expected} INSERTs"
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{m[c]:.0f}" for c in COLUMNS)
+            + f" | {m[ON] / m[OFF]:.3f} | {m[WATCHED] / m[OFF]:.3f} | {m[OFF] / m[NATIVE]:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def failures(results: list[Cell]) -> list[str]:
+    return [f for cell in results for f in cell.failures]
