@@ -42,6 +42,12 @@ print(os.getpid(), done, flush=True)
 """
 
 
+def no_faults(m: Mounted) -> None:
+    """The daemon logged no fault of the feed (a fault there never fails the client's call)."""
+    log = m.log.read_text(errors="replace")
+    assert "commit feed" not in log and "Traceback" not in log, log[-3000:]
+
+
 @contextmanager
 def watching(m: Mounted, db: str = "*", since: int | None = None) -> Iterator[queue.Queue[dict[str, Any]]]:
     """The feed as a queue of events, read by a thread; the "start" message is taken first."""
@@ -137,6 +143,7 @@ def test_every_commit_of_every_writer_once_in_order_with_its_pid(mounted: Mounte
     assert conn.execute("SELECT count(*) FROM t WHERE who = 'gone'").fetchone()[0] == 0
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+    no_faults(mounted)
 
 
 def test_the_watch_command_prints_each_commit(mounted: Mounted) -> None:
@@ -180,3 +187,37 @@ def test_numbers_never_go_back_across_a_remount_and_a_resumed_feed_misses_nothin
             assert [e["seq"] for e in commits(events, 1, quiet=0.3)] == [6]
     finally:
         again.process.stop()
+
+
+CHECKPOINTER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    time.sleep(0.005)
+"""
+
+
+def test_checkpoints_beside_the_writers_give_no_event_and_lose_none(mounted: Mounted) -> None:
+    """A checkpoint writes the database file while WAL commits wait to be announced: neither is
+    taken for the other, and the WAL restarts (its count of frames starts again) change nothing."""
+    db = mounted.path("ckpt.db")
+    make_table(db, wal=True)
+    with watching(mounted, "ckpt.db") as events:
+        checkpointer = subprocess.Popen([sys.executable, "-c", CHECKPOINTER, db, "3"])
+        writers = [
+            subprocess.Popen([sys.executable, "-c", PY_WRITER, db, "40"], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        done = 0
+        for p in writers:
+            out, _ = p.communicate(timeout=120)
+            done += int(out.split()[1])
+        assert checkpointer.wait(timeout=60) == 0
+        got = commits(events, done)
+    assert [e["seq"] for e in got] == list(range(2, 2 + done))
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == done
+    conn.close()
+    no_faults(mounted)

@@ -31,11 +31,14 @@ the commit frame, each of which counts as a commit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from hoodydb.fs.feed import CommitFeed
 from hoodydb.locks import FileRole
@@ -46,6 +49,8 @@ WAL_HEADER = 32
 FRAME_HEADER = 24
 COMMIT_FIELD = 4  # bytes 4..7 of a frame header: database size after the commit, or 0
 DB_HEADER = 28  # enough of the database header for the format bytes and the change counter
+FORMAT_BYTE = 18  # its write version: ROLLBACK_FORMAT or WAL_FORMAT
+ROLLBACK_FORMAT, WAL_FORMAT = 1, 2
 DB, WAL, SHM = "db", "wal", "shm"  # the files of a database that are watched
 OWN_STATE = "/.hoodydb/"  # hoodydb.sql.paths.STATE_DIR_NAME: never a database of the feed
 
@@ -55,6 +60,7 @@ class _Pending:
     """What a writer did that is announced at its next unlock."""
 
     tid: int
+    pid: int  # its process
     journal: str  # "wal": `frames` are commits already; "rollback": to be checked at the unlock
     frames: list[tuple[float, int]] = field(default_factory=list)  # (when, pages) per WAL commit
     pages: int = 0  # database page writes since the last check (rollback)
@@ -70,7 +76,32 @@ class _Database:
     counter: bytes | None = None  # change counter at the last check (None: no header yet)
     format: int | None = None  # header byte 18 at the last check
     seen_header: bool = False
-    pending: _Pending | None = None
+    # What waits for its writer's unlock, by kind: "wal" (commits seen) and "rollback" (database
+    # writes to check). Both at once: a checkpoint copies pages while a WAL commit waits.
+    pending: dict[str, _Pending] = field(default_factory=dict)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def _never_fails(method: _Method) -> _Method:
+    """The client's call has been served when these run: a fault here must not fail it (nor
+    stop the mount), it only costs the feed an event. Logged, once per kind of fault."""
+
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:
+            key = (method.__name__, type(exc).__name__)
+            if key not in _logged:
+                _logged.add(key)
+                log.exception("commit feed: %s failed (the client's call was served; logged once)", key[0])
+
+    return guarded  # type: ignore[return-value]
+
+
+_logged: set[tuple[str, str]] = set()
 
 
 class CommitWatch:
@@ -86,6 +117,7 @@ class CommitWatch:
 
     # -- file lifecycle --------------------------------------------------------------------------
 
+    @_never_fails
     def opened(self, fd: int, path: str, role: FileRole) -> None:
         if OWN_STATE in path:
             return  # hoodydb's own files (the API's health check writes there every few seconds)
@@ -108,11 +140,12 @@ class CommitWatch:
                     db.seen_header = True
             self._files[fd] = (db, kind)
 
+    @_never_fails
     def released(self, fd: int) -> None:
         with self._mu:
             watched = self._files.pop(fd, None)
             # A database nobody has open and with nothing to announce is forgotten (bounded memory).
-            if watched is not None and watched[0].pending is None:
+            if watched is not None and not watched[0].pending:
                 db = watched[0]
                 if not any(other is db for other, _ in self._files.values()):
                     self._dbs.pop(db.name, None)
@@ -122,6 +155,7 @@ class CommitWatch:
     def watches(self, fd: int) -> bool:
         return fd in self._files
 
+    @_never_fails
     def wrote(self, fd: int, data: bytes | memoryview, offset: int, tid: int) -> None:
         """`data` was just written at `offset` of `fd` by thread `tid`."""
         watched = self._files.get(fd)
@@ -131,18 +165,21 @@ class CommitWatch:
         with self._mu:
             if kind == WAL:
                 self._wal_wrote(db, fd, data, offset, tid)
-            else:
+            elif db.format != WAL_FORMAT or _format_written(data, offset) == ROLLBACK_FORMAT:
+                # (A WAL database's file is written by checkpoints only, unless a transaction
+                # switches it back to a rollback journal.)
                 pending = self._pending(db, tid, "rollback")
                 pending.pages += 1
                 pending.at = time.time()
 
     def _pending(self, db: _Database, tid: int, journal: str) -> _Pending:
-        pending = db.pending
-        if pending is None or pending.journal != journal:
-            if pending is None:
+        pending = db.pending.get(journal)
+        if pending is None:
+            if not db.pending:
                 self.pending += 1
-            pending = db.pending = _Pending(tid, journal)
-        pending.tid = tid  # a hot journal's rollback by another process: its unlock decides
+            pending = db.pending[journal] = _Pending(tid, self._tgid(tid), journal)
+        elif tid != pending.tid:  # a hot journal's rollback by another process: its unlock decides
+            pending.tid, pending.pid = tid, self._tgid(tid)
         return pending
 
     def _wal_wrote(self, db: _Database, fd: int, data: bytes | memoryview, offset: int, tid: int) -> None:
@@ -182,6 +219,7 @@ class CommitWatch:
 
     # -- unlocks ---------------------------------------------------------------------------------
 
+    @_never_fails
     def unlocked(self, fd: int, tid: int) -> None:
         """Thread `tid` let go of a lock on `fd` (a database or its -shm): announce its commits."""
         watched = self._files.get(fd)
@@ -189,26 +227,31 @@ class CommitWatch:
             return
         db, kind = watched
         with self._mu:
-            pending = db.pending
-            if pending is None or not self._same_process(pending.tid, tid):
-                return
-            commits: list[tuple[float, int, str]] | None
-            if pending.journal == "wal":
-                commits = [(at, pages, "wal") for at, pages in pending.frames]
-            elif kind == DB:
-                commits = self._rollback_commits(db, fd, pending)
-                if commits is None:
-                    return  # the journal is still hot: not committed (yet)
-            else:
-                return
-            db.pending = None
-            self.pending -= 1
-            pid = self._tgid(pending.tid)
-            command = _cmdline(pid) if commits else ""
-            for at, pages, journal in commits:
-                self.feed.publish(
-                    db.name.removeprefix("/"), pid=pid, command=command, pages=pages, journal=journal, at=at
-                )
+            for pending in list(db.pending.values()):
+                if not _same_process(pending, tid):
+                    continue
+                commits: list[tuple[float, int, str]] | None
+                if pending.journal == "wal":
+                    commits = [(at, pages, "wal") for at, pages in pending.frames]
+                elif kind == DB:
+                    commits = self._rollback_commits(db, fd, pending)
+                    if commits is None:
+                        continue  # the journal is still hot: not committed (yet)
+                else:
+                    continue
+                del db.pending[pending.journal]
+                if not db.pending:
+                    self.pending -= 1
+                self._publish(db, pending.pid, commits)
+
+    def _publish(self, db: _Database, pid: int, commits: list[tuple[float, int, str]]) -> None:
+        if not commits:
+            return
+        command = _cmdline(pid)
+        for at, pages, journal in commits:
+            self.feed.publish(
+                db.name.removeprefix("/"), pid=pid, command=command, pages=pages, journal=journal, at=at
+            )
 
     def _rollback_commits(
         self, db: _Database, fd: int, pending: _Pending
@@ -216,16 +259,14 @@ class CommitWatch:
         if _journal_hot(self.root + db.name + "-journal"):
             return None
         counter, fmt = _header(os.pread(fd, DB_HEADER, 0))
-        committed = counter != db.counter and (fmt == 1 or db.format == 1)
+        committed = counter != db.counter and ROLLBACK_FORMAT in (fmt, db.format)
         db.counter, db.format = counter, fmt
         return [(pending.at, pending.pages, "rollback")] if committed else []
 
     # -- processes -------------------------------------------------------------------------------
 
-    def _same_process(self, a: int, b: int) -> bool:
-        return a == b or (b != 0 and self._tgid(a) == self._tgid(b))
-
-    def _tgid(self, tid: int) -> int:
+    @staticmethod
+    def _tgid(tid: int) -> int:
         """The process of thread `tid` (the kernel gives the mount thread ids). Not cached: a
         thread id is soon another process's, and this runs once per commit."""
         try:
@@ -236,6 +277,22 @@ class CommitWatch:
         except (OSError, ValueError):
             pass
         return tid
+
+
+def _same_process(pending: _Pending, tid: int) -> bool:
+    """Is thread `tid` of the writer's process? (One stat: is it among the process's tasks.)"""
+    return tid in (pending.tid, pending.pid) or (
+        tid > 0 and os.path.exists(f"/proc/{pending.pid}/task/{tid}")
+    )
+
+
+def _format_written(data: bytes | memoryview, offset: int) -> int | None:
+    """Database header byte 18 (1 rollback journal, 2 WAL), if this write carries it."""
+    if not offset <= FORMAT_BYTE < offset + len(data):
+        return None
+    return bytes(data[FORMAT_BYTE - offset : FORMAT_BYTE - offset + 1])[
+        0
+    ]  # (views of libfuse's buffer are "c")
 
 
 def _header(raw: bytes) -> tuple[bytes | None, int | None]:
