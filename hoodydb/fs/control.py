@@ -126,7 +126,7 @@ def _stream(sock: socket.socket, feed: CommitFeed | None, watch: dict[str, Any])
         heartbeat = max(0.05, float(watch.get("heartbeat") or HEARTBEAT_SECONDS))
         sub = feed.subscribe(glob, since)
         try:
-            send({"type": "start", "positions": feed.positions(glob)})
+            send({"type": "start", "positions": sub.positions})  # as of the subscription
             for batch in feed.events(sub, heartbeat):
                 if not batch:
                     send({"type": "heartbeat"})

@@ -125,6 +125,7 @@ class Subscription:
     glob: str
     cursor: dict[str, int]
     default_since: int | None  # where a database not in the cursor starts (None: at its first commit)
+    positions: dict[str, int] = field(default_factory=dict)  # matching databases' numbers at the start
     wake: threading.Event = field(default_factory=threading.Event)
 
     def matches(self, db: str) -> bool:
@@ -203,8 +204,9 @@ class CommitFeed:
         every matching database; a mapping = per database (a database it does not name starts
         from its first kept commit, so that one created while the client was away is not lost)."""
         with self._mu:
+            positions = {name: db.seq for name, db in self._dbs.items() if fnmatch.fnmatchcase(name, glob)}
             if since is None:
-                cursor = {name: db.seq for name, db in self._dbs.items() if fnmatch.fnmatchcase(name, glob)}
+                cursor = dict(positions)
                 default: int | None = 0  # a database that appears later: all of it is new
             elif isinstance(since, int):
                 cursor = {}
@@ -212,7 +214,7 @@ class CommitFeed:
             else:
                 cursor = dict(since)
                 default = None
-            sub = Subscription(glob, cursor, default)
+            sub = Subscription(glob, cursor, default, positions)
             self._subscribers.append(sub)
             sub.wake.set()  # look once: a resumed cursor may already be behind
             return sub
