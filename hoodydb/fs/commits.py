@@ -55,12 +55,20 @@ DB, WAL, SHM = "db", "wal", "shm"  # the files of a database that are watched
 OWN_STATE = "/.hoodydb/"  # hoodydb.sql.paths.STATE_DIR_NAME: never a database of the feed
 
 
+@dataclass(frozen=True, slots=True)
+class _Process:
+    """A process as events name it: its pid (thread group) and command line."""
+
+    pid: int
+    command: str
+
+
 @dataclass(slots=True)
 class _Pending:
     """What a writer did that is announced at its next unlock."""
 
     tid: int
-    pid: int  # its process
+    process: _Process
     journal: str  # "wal": `frames` are commits already; "rollback": to be checked at the unlock
     frames: list[tuple[float, int]] = field(default_factory=list)  # (when, pages) per WAL commit
     pages: int = 0  # database page writes since the last check (rollback)
@@ -111,14 +119,17 @@ class CommitWatch:
         self.root = root
         self.feed = feed
         self._mu = threading.Lock()
-        self._files: dict[int, tuple[_Database, str]] = {}  # fd -> (its database, DB, WAL or SHM)
+        # fd -> its database, which of its files (DB, WAL or SHM), and the process that opened it
+        self._files: dict[int, tuple[_Database, str, _Process | None]] = {}
         self._dbs: dict[str, _Database] = {}
         self.pending = 0  # databases with something to announce: the unlock path's quick test
 
     # -- file lifecycle --------------------------------------------------------------------------
 
     @_never_fails
-    def opened(self, fd: int, path: str, role: FileRole) -> None:
+    def opened(self, fd: int, path: str, role: FileRole, tid: int) -> None:
+        """`fd` was opened by thread `tid`. Its process is looked up now, once per open: /proc
+        costs 50 µs a look, which a kept connection would otherwise pay at every commit."""
         if OWN_STATE in path:
             return  # hoodydb's own files (the API's health check writes there every few seconds)
         if path.endswith("-wal"):
@@ -138,7 +149,8 @@ class CommitWatch:
                 with contextlib.suppress(OSError):
                     db.counter, db.format = _header(os.pread(fd, DB_HEADER, 0))
                     db.seen_header = True
-            self._files[fd] = (db, kind)
+            opener = None if kind == SHM else _process(tid)
+            self._files[fd] = (db, kind, opener)
 
     @_never_fails
     def released(self, fd: int) -> None:
@@ -147,7 +159,7 @@ class CommitWatch:
             # A database nobody has open and with nothing to announce is forgotten (bounded memory).
             if watched is not None and not watched[0].pending:
                 db = watched[0]
-                if not any(other is db for other, _ in self._files.values()):
+                if not any(other is db for other, _, _ in self._files.values()):
                     self._dbs.pop(db.name, None)
 
     # -- writes ----------------------------------------------------------------------------------
@@ -161,28 +173,30 @@ class CommitWatch:
         watched = self._files.get(fd)
         if watched is None or watched[1] == SHM or not data:
             return
-        db, kind = watched
+        db, kind, opener = watched
         with self._mu:
             if kind == WAL:
-                self._wal_wrote(db, fd, data, offset, tid)
+                self._wal_wrote(db, fd, data, offset, tid, opener)
             elif db.format != WAL_FORMAT or _format_written(data, offset) == ROLLBACK_FORMAT:
                 # (A WAL database's file is written by checkpoints only, unless a transaction
                 # switches it back to a rollback journal.)
-                pending = self._pending(db, tid, "rollback")
+                pending = self._pending(db, tid, "rollback", opener)
                 pending.pages += 1
                 pending.at = time.time()
 
-    def _pending(self, db: _Database, tid: int, journal: str) -> _Pending:
+    def _pending(self, db: _Database, tid: int, journal: str, opener: _Process | None) -> _Pending:
         pending = db.pending.get(journal)
         if pending is None:
             if not db.pending:
                 self.pending += 1
-            pending = db.pending[journal] = _Pending(tid, self._tgid(tid), journal)
+            pending = db.pending[journal] = _Pending(tid, _writer(tid, opener), journal)
         elif tid != pending.tid:  # a hot journal's rollback by another process: its unlock decides
-            pending.tid, pending.pid = tid, self._tgid(tid)
+            pending.tid, pending.process = tid, _writer(tid, opener)
         return pending
 
-    def _wal_wrote(self, db: _Database, fd: int, data: bytes | memoryview, offset: int, tid: int) -> None:
+    def _wal_wrote(
+        self, db: _Database, fd: int, data: bytes | memoryview, offset: int, tid: int, opener: _Process | None
+    ) -> None:
         end = offset + len(data)
         if offset < WAL_HEADER:  # a new WAL header: SQLite restarted the WAL, frames count from 1
             db.last_commit_frame = 0
@@ -212,7 +226,7 @@ class CommitWatch:
                 continue  # a header rewritten in place, or a frame of a commit already seen
             first = db.txn_first_frame = min(index, db.txn_first_frame or index)
             if int.from_bytes(raw, "big"):
-                pending = self._pending(db, tid, "wal")
+                pending = self._pending(db, tid, "wal", opener)
                 pending.frames.append((time.time(), index - first + 1))
                 db.last_commit_frame = index
                 db.txn_first_frame = None
@@ -225,7 +239,7 @@ class CommitWatch:
         watched = self._files.get(fd)
         if watched is None:
             return
-        db, kind = watched
+        db, kind, _ = watched
         with self._mu:
             for pending in list(db.pending.values()):
                 if not _same_process(pending, tid):
@@ -242,16 +256,15 @@ class CommitWatch:
                 del db.pending[pending.journal]
                 if not db.pending:
                     self.pending -= 1
-                self._publish(db, pending.pid, commits)
-
-    def _publish(self, db: _Database, pid: int, commits: list[tuple[float, int, str]]) -> None:
-        if not commits:
-            return
-        command = _cmdline(pid)
-        for at, pages, journal in commits:
-            self.feed.publish(
-                db.name.removeprefix("/"), pid=pid, command=command, pages=pages, journal=journal, at=at
-            )
+                for at, pages, journal in commits:
+                    self.feed.publish(
+                        db.name.removeprefix("/"),
+                        pid=pending.process.pid,
+                        command=pending.process.command,
+                        pages=pages,
+                        journal=journal,
+                        at=at,
+                    )
 
     def _rollback_commits(
         self, db: _Database, fd: int, pending: _Pending
@@ -265,25 +278,43 @@ class CommitWatch:
 
     # -- processes -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _tgid(tid: int) -> int:
-        """The process of thread `tid` (the kernel gives the mount thread ids). Not cached: a
-        thread id is soon another process's, and this runs once per commit."""
-        try:
-            with open(f"/proc/{tid}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Tgid:"):
-                        return int(line.split()[1])
-        except (OSError, ValueError):
-            pass
-        return tid
-
 
 def _same_process(pending: _Pending, tid: int) -> bool:
-    """Is thread `tid` of the writer's process? (One stat: is it among the process's tasks.)"""
-    return tid in (pending.tid, pending.pid) or (
-        tid > 0 and os.path.exists(f"/proc/{pending.pid}/task/{tid}")
-    )
+    """Is thread `tid` of the writer's process?"""
+    return tid == pending.tid or _in_process(pending.process.pid, tid)
+
+
+def _in_process(pid: int, tid: int) -> bool:
+    """Is thread `tid` one of process `pid`'s now? (One stat: its tasks directory.)"""
+    return tid == pid or (tid > 0 and os.path.exists(f"/proc/{pid}/task/{tid}"))
+
+
+def _writer(tid: int, opener: _Process | None) -> _Process:
+    """The process of thread `tid`, which wrote through a file that `opener` opened: usually
+    that process (its thread, now, so neither can be a reused id); else looked up (a child that
+    inherited the descriptor)."""
+    if opener is not None and _in_process(opener.pid, tid):
+        return opener
+    return _process(tid)
+
+
+def _process(tid: int) -> _Process:
+    """The process of thread `tid` (the kernel gives the mount thread ids), from /proc."""
+    pid = tid
+    with contextlib.suppress(OSError, ValueError):
+        for line in _read(f"/proc/{tid}/status", 1024).splitlines():
+            if line.startswith(b"Tgid:"):
+                pid = int(line.split()[1])
+                break
+    return _Process(pid, _cmdline(pid))
+
+
+def _read(path: str, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
 
 
 def _format_written(data: bytes | memoryview, offset: int) -> int | None:
@@ -313,8 +344,7 @@ def _journal_hot(path: str) -> bool:
 
 def _cmdline(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
+        raw = _read(f"/proc/{pid}/cmdline", 65536)
     except OSError:
         return ""
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()

@@ -447,7 +447,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             self.handles[fd] = Handle(fd, key, role, db, readonly, cache, path)
             self.open_count[key] = already_open + 1
         if self.commits is not None:
-            self.commits.opened(fd, path, role)
+            self.commits.opened(fd, path, role, binding.request_pid())
         return fd
 
     def _open_by_another_name(self, key: FileKey, path: str) -> bool:
