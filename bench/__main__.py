@@ -174,6 +174,11 @@ def run_feed(quick: bool, root: str | None, repeat: int) -> bool:
         "every commit over the control socket).\n"
     )
     print(feed.table(results))
+    print("\nThe mount daemon's CPU time per transaction (median run):\n")
+    print(feed.cpu_table(results))
+    notes = feed.native_notes(results)
+    if notes:
+        print(f"\n{notes}")
     return _none_broken(feed.failures(results))
 
 

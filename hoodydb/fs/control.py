@@ -13,6 +13,7 @@ subscription between commits (and wakes for a heartbeat every `heartbeat` second
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hoodydb.control_client import ensure_runtime_dir
-from hoodydb.fs.feed import CommitFeed
+from hoodydb.fs.feed import Commit, CommitFeed, Missed
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,12 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     request_queue_size = 128
 
 
+@functools.lru_cache(maxsize=1024)
+def _line(event: Commit | Missed) -> bytes:
+    """An event as a JSON line, made once for all the watchers that send it."""
+    return json.dumps(event.as_dict()).encode() + b"\n"
+
+
 def _read_request(sock: socket.socket, deadline: float) -> Any:
     """The client's request line, parsed; None when it sent none before EOF or the deadline."""
     data = b""
@@ -132,7 +139,7 @@ def _stream(sock: socket.socket, feed: CommitFeed | None, watch: dict[str, Any])
                     send({"type": "heartbeat"})
                     continue
                 # One send per wake-up: under load a watcher wakes once for many commits.
-                sock.sendall(b"".join(json.dumps(event.as_dict()).encode() + b"\n" for event in batch))
+                sock.sendall(b"".join(map(_line, batch)))
         finally:
             feed.unsubscribe(sub)
     except (OSError, ValueError) as exc:  # the watcher went away, or stopped reading
