@@ -188,7 +188,7 @@ def hooks_cost(transactions: int = 5000) -> tuple[float, float]:
             os.ftruncate(wal, 0)
             os.pwrite(wal, header, 0)
             if hooks:
-                watch.wrote(wal, bytes(header), 0, me)
+                watch.wrote(wal, bytes(header), 0, lambda: me)
             t0 = time.perf_counter()
             for i in range(transactions):
                 for j, size in ((2 * i, 0), (2 * i + 1, 7)):  # the second frame commits
@@ -196,10 +196,10 @@ def hooks_cost(transactions: int = 5000) -> tuple[float, float]:
                     frame = (j + 1).to_bytes(4, "big") + size.to_bytes(4, "big") + bytes(16)
                     os.pwrite(wal, frame, offset)
                     if hooks:
-                        watch.wrote(wal, frame, offset, me)
+                        watch.wrote(wal, frame, offset, lambda: me)
                     os.pwrite(wal, page, offset + 24)
                     if hooks:
-                        watch.wrote(wal, page, offset + 24, me)
+                        watch.wrote(wal, page, offset + 24, lambda: me)
                 for _ in range(6):
                     if hooks and watch.pending:
                         watch.unlocked(shm, me)

@@ -168,8 +168,9 @@ class CommitWatch:
         return fd in self._files
 
     @_never_fails
-    def wrote(self, fd: int, data: bytes | memoryview, offset: int, tid: int) -> None:
-        """`data` was just written at `offset` of `fd` by thread `tid`."""
+    def wrote(self, fd: int, data: bytes | memoryview, offset: int, tid: Callable[[], int]) -> None:
+        """`data` was just written at `offset` of `fd` by the thread `tid()` names (asked only
+        when needed: most WAL writes are not commits)."""
         watched = self._files.get(fd)
         if watched is None or watched[1] == SHM or not data:
             return
@@ -180,7 +181,7 @@ class CommitWatch:
             elif db.format != WAL_FORMAT or _format_written(data, offset) == ROLLBACK_FORMAT:
                 # (A WAL database's file is written by checkpoints only, unless a transaction
                 # switches it back to a rollback journal.)
-                pending = self._pending(db, tid, "rollback", opener)
+                pending = self._pending(db, tid(), "rollback", opener)
                 pending.pages += 1
                 pending.at = time.time()
 
@@ -195,7 +196,13 @@ class CommitWatch:
         return pending
 
     def _wal_wrote(
-        self, db: _Database, fd: int, data: bytes | memoryview, offset: int, tid: int, opener: _Process | None
+        self,
+        db: _Database,
+        fd: int,
+        data: bytes | memoryview,
+        offset: int,
+        tid: Callable[[], int],
+        opener: _Process | None,
     ) -> None:
         end = offset + len(data)
         if offset < WAL_HEADER:  # a new WAL header: SQLite restarted the WAL, frames count from 1
@@ -226,7 +233,7 @@ class CommitWatch:
                 continue  # a header rewritten in place, or a frame of a commit already seen
             first = db.txn_first_frame = min(index, db.txn_first_frame or index)
             if int.from_bytes(raw, "big"):
-                pending = self._pending(db, tid, "wal", opener)
+                pending = self._pending(db, tid(), "wal", opener)
                 pending.frames.append((time.time(), index - first + 1))
                 db.last_commit_frame = index
                 db.txn_first_frame = None

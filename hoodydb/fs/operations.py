@@ -466,7 +466,7 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         written = os.pwrite(fh, data, offset)
         commits = self.commits
         if commits is not None and commits.watches(fh):
-            commits.wrote(fh, data[:written], offset, binding.request_pid())
+            commits.wrote(fh, data[:written], offset, binding.request_pid)
         return written
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
