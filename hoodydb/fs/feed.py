@@ -37,6 +37,7 @@ HISTORY = 1024  # events kept per database for subscribers that resume or fall b
 # short-lived databases (a cache's temporary files) must not grow the daemon with each.
 MAX_HISTORIES = 256
 BLOCK = 1000  # sequence numbers reserved per persisted write
+LINGER = 0.02  # least time between two batches to one subscriber
 SEQUENCE_FILE = "feed-sequence.json"  # under the backing directory's state dir (.hoodydb/)
 
 
@@ -259,7 +260,21 @@ class CommitFeed:
             out.sort(key=lambda c: c.order)
             return [*missed, *out]
 
-    def events(self, sub: Subscription, heartbeat: float) -> Iterator[list[Commit | Missed]]:
-        """Batches of events for `sub`; an empty batch every `heartbeat` seconds of quiet."""
-        while (batch := self.take(sub, heartbeat)) is not None:
+    def events(
+        self, sub: Subscription, heartbeat: float, linger: float = LINGER
+    ) -> Iterator[list[Commit | Missed]]:
+        """Batches of events for `sub`; an empty batch every `heartbeat` seconds of quiet. A
+        batch follows the one before by `linger` seconds at least: a lone commit goes at once, a
+        burst in batches, so each subscriber's thread wakes at most 1/linger times a second
+        however fast the writers commit (each wake-up takes the daemon's GIL from its FUSE
+        threads: 10 watchers woken at every commit cost a kept WAL writer half its tx/s)."""
+        sent = 0.0
+        while True:
+            if (wait := sent + linger - time.monotonic()) > 0:
+                time.sleep(wait)
+            batch = self.take(sub, heartbeat)
+            if batch is None:
+                return
+            if batch:
+                sent = time.monotonic()
             yield batch
