@@ -84,6 +84,7 @@ class _Database:
     counter: bytes | None = None  # change counter at the last check (None: no header yet)
     format: int | None = None  # header byte 18 at the last check
     seen_header: bool = False
+    handles: int = 0  # its files open through the mount (watched descriptors)
     # What waits for its writer's unlock, by kind: "wal" (commits seen) and "rollback" (database
     # writes to check). Both at once: a checkpoint copies pages while a WAL commit waits.
     pending: dict[str, _Pending] = field(default_factory=dict)
@@ -140,27 +141,30 @@ class CommitWatch:
             name, kind = path, DB
         else:
             return
+        opener = None if kind == SHM else _process(tid)  # (not under the lock: /proc is slow)
         with self._mu:
             db = self._dbs.get(name)
             if db is None:
                 db = self._dbs[name] = _Database(name)
+            db.handles += 1
             if kind == DB and not db.seen_header:
                 # Before any write through this mount: the state every later check compares to.
                 with contextlib.suppress(OSError):
                     db.counter, db.format = _header(os.pread(fd, DB_HEADER, 0))
                     db.seen_header = True
-            opener = None if kind == SHM else _process(tid)
             self._files[fd] = (db, kind, opener)
 
     @_never_fails
     def released(self, fd: int) -> None:
         with self._mu:
             watched = self._files.pop(fd, None)
+            if watched is None:
+                return
+            db = watched[0]
+            db.handles -= 1
             # A database nobody has open and with nothing to announce is forgotten (bounded memory).
-            if watched is not None and not watched[0].pending:
-                db = watched[0]
-                if not any(other is db for other, _, _ in self._files.values()):
-                    self._dbs.pop(db.name, None)
+            if not db.handles and not db.pending:
+                self._dbs.pop(db.name, None)
 
     # -- writes ----------------------------------------------------------------------------------
 
