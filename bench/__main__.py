@@ -1,4 +1,4 @@
-"""`python -m bench [contention|single|readers|burst|webapp|all] [--quick]`: benchmark tables in markdown.
+"""`python -m bench [contention|single|readers|burst|webapp|litestream|feed|all] [--quick]`: markdown tables.
 
 With no command it runs the quick suite (every part, small counts).
 """
@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 
-from bench import backup, burst, contention, litestream, readers, single, webapp
+from bench import backup, burst, contention, feed, litestream, readers, single, webapp
 from bench.targets import open_targets, passthrough_available
 
 
@@ -186,12 +186,41 @@ def run_backup(quick: bool, root: str | None) -> bool:
     return _none_broken(backup.failures(cells))
 
 
+def run_feed(quick: bool, root: str | None, repeat: int) -> bool:
+    """The table, then False if a commit was lost or a watcher missed one."""
+    t0 = time.monotonic()
+    mounts = [(feed.OFF, ("--no-commit-feed",)), (feed.ON, ())]
+    with open_targets(("native",), more_mounts=mounts, root=root) as targets:
+        results = feed.run(targets, quick, repeat, lambda line: print(line, file=sys.stderr, flush=True))
+    runs = f", median of {repeat} interleaved runs per cell" if repeat > 1 else ""
+    print(
+        f"\n## The commit feed's cost ({'quick' if quick else 'full'}{runs}, {time.monotonic() - t0:.0f} s)\n"
+    )
+    print(
+        f"Autocommit INSERTs on kept connections, busy timeout {feed.BUSY_TIMEOUT:g} s. on / off and "
+        f"watched / off: tx/s over the mount's with --no-commit-feed ({feed.WATCHERS} watchers follow "
+        "every commit over the control socket).\n"
+    )
+    print(feed.table(results))
+    print("\nThe mount daemon's CPU time per transaction (median run):\n")
+    print(feed.cpu_table(results))
+    plain, hooked = feed.hooks_cost()
+    print(
+        f"\nThe feed's hooks alone, in one process (two WAL frames and six unlocks per transaction, "
+        f"best of 3): {plain:.1f} µs without, {hooked:.1f} µs with: {hooked - plain:.1f} µs per commit."
+    )
+    notes = feed.native_notes(results)
+    if notes:
+        print(f"\n{notes}")
+    return _none_broken(feed.failures(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["contention", "single", "readers", "burst", "webapp", "litestream", "backup", "all"],
+        choices=["contention", "single", "readers", "burst", "webapp", "litestream", "backup", "feed", "all"],
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a couple of minutes")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough_fh baseline")
@@ -232,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = run_litestream(quick, args.root, args.mount_args) and ok
     if command in ("backup", "all"):
         ok = run_backup(quick, args.root) and ok
+    if command in ("feed", "all"):
+        ok = run_feed(quick, args.root, max(1, args.repeat)) and ok
     return 0 if ok else 1
 
 

@@ -2,7 +2,8 @@
 
 The daemon serves its lock report there (`hoodydb.fs.control`); `hoodydb locks` and the API's
 `/locks` route read it with `query()`. Kept outside `hoodydb.fs` so readers need none of the daemon.
-A client connects and reads one JSON document; nothing is sent the other way.
+`query()` connects, shuts its own side (no request: the lock report) and reads one JSON document;
+`watch()` sends a watch request line and reads the commit feed, one JSON line per event.
 """
 
 from __future__ import annotations
@@ -61,7 +62,39 @@ def query(path: Path, timeout: float = 5.0) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))
+        sock.shutdown(socket.SHUT_WR)  # no request: the report, at once
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return json.loads(b"".join(chunks))  # type: ignore[no-any-return]
+
+
+def watch_request(
+    db: str = "*", since: int | dict[str, int] | None = None, heartbeat: float | None = None
+) -> bytes:
+    """The request line that asks the daemon for its commit feed (see hoodydb.fs.control)."""
+    body: dict[str, Any] = {"db": db, "since": since}
+    if heartbeat is not None:
+        body["heartbeat"] = heartbeat
+    return json.dumps({"watch": body}).encode() + b"\n"
+
+
+def watch(
+    path: Path,
+    db: str = "*",
+    since: int | dict[str, int] | None = None,
+    *,
+    heartbeat: float | None = None,
+    timeout: float = 5.0,
+) -> Iterator[dict[str, Any]]:
+    """The mount's commit feed: a "start" message with each matching database's last sequence
+    number, then "commit", "missed" and "heartbeat" messages, until the mount goes away. Reads
+    time out (TimeoutError) after `timeout` seconds more than the heartbeat without a line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(watch_request(db, since, heartbeat))
+        sock.settimeout(timeout + (heartbeat or 15.0))
+        with sock.makefile("rb") as lines:
+            for line in lines:
+                yield json.loads(line)

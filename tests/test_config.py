@@ -34,6 +34,7 @@ NON_DEFAULT: dict[str, Any] = {
     "max_threads": 96,
     "kernel_cache": False,
     "pin_under_contention": False,
+    "commit_feed": False,
     "pending_byte": 0x40000000 + 4096,
     "replica": "file:///tmp/hoodydb-config-test-replica",  # no WAL database here: nothing is written
     "replica_stale_after": 30.0,

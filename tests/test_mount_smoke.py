@@ -128,4 +128,5 @@ def test_rename_exchange_of_two_sqlite_databases(mounted: Mounted) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("SELECT x, count(*) FROM t GROUP BY x").fetchall() == [(str(other), rows)]
         conn.close()
-    assert sorted(os.listdir(mounted.backing)) == ["one.db", "two.db"]
+    # .hoodydb/ holds the commit feed's sequence numbers (hoodydb/fs/feed.py).
+    assert sorted(os.listdir(mounted.backing)) == [".hoodydb", "one.db", "two.db"]

@@ -11,7 +11,18 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from hoodydb.access.verifier import TokenVerifier
-from hoodydb.api import access, backup, database_list, databases, health, kv, locks, openapi, transactions
+from hoodydb.api import (
+    access,
+    backup,
+    database_list,
+    databases,
+    events,
+    health,
+    kv,
+    locks,
+    openapi,
+    transactions,
+)
 from hoodydb.api.auth import BearerAuthMiddleware
 from hoodydb.api.config import ApiConfig
 from hoodydb.api.console import ConsoleMount
@@ -33,6 +44,7 @@ def routes(metrics: Metrics) -> list[Route]:
         Route(f"{API}/locks", locks.lock_report, methods=["GET"]),
         Route(f"{API}/token", access.describe_token, methods=["GET"]),
         Route(f"{API}/backup", backup.backup_report, methods=["GET"]),
+        Route(f"{API}/events", events.commit_events, methods=["GET"]),
         Route(f"{API}/kv", kv.list_keys, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.get_key, methods=["GET"]),
         Route(f"{API}/kv/{{key:path}}", kv.put_key, methods=["PUT"]),

@@ -122,6 +122,24 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}), **_ERRORS},
                 }
             },
+            "/api/v1/sqlite/events": {
+                "get": {
+                    "summary": "Every commit to the mount's databases, any writer, as server-sent events.",
+                    "parameters": [
+                        {"name": "db", "in": "query", "schema": {"type": "string", "default": "*"}},
+                        {"name": "since", "in": "query", "schema": {"type": "string"}},
+                        {"name": "heartbeat", "in": "query", "schema": {"type": "number", "default": 15}},
+                        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
             "/api/v1/sqlite/kv": {
                 "get": {
                     "summary": "List keys in key order.",

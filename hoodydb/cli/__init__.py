@@ -11,6 +11,7 @@ from hoodydb.cli.kv import kv
 from hoodydb.cli.mount import locks, mount
 from hoodydb.cli.serve import serve
 from hoodydb.cli.token import token
+from hoodydb.cli.watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +22,7 @@ def main() -> None:
 
 main.add_command(mount)
 main.add_command(locks)
+main.add_command(watch)
 main.add_command(serve)
 main.add_command(db)
 main.add_command(kv)

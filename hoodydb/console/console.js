@@ -3,7 +3,9 @@
 import { createClient, HoodyError } from './hoodydb.js';
 
 const TOKEN_KEY = 'hoodydb.token';
-const POLL_MS = 1000;
+const POLL_MS = 1000; // the lock panel, while shown: waits and turns change without commits
+const IDLE_POLL_MS = 10_000; // otherwise commits refresh the view; this only catches the rest
+const COMMIT_SETTLE_MS = 100; // a burst of commits refreshes once
 const HISTORY_S = 300; // the chart's window: the last five minutes
 const QUERY_KEYWORDS = /^(select|with|pragma|explain|values)\b/i;
 
@@ -23,6 +25,13 @@ const samplesByDb = new Map();
 let kvCursor = null;
 /** What the signed-in token may do (`GET /api/v1/sqlite/token`). */
 let scope = { name: '', admin: true, readOnly: false, databases: null, kvOnly: false, expiresAt: null };
+/** @type {{ close(): void } | null} */
+let feed = null;
+/** The SQL last run, when it only read: `{ db, text }`, run again when that database commits. */
+let shownQuery = null;
+let commitTimer = 0;
+/** Databases that committed since the last refresh. */
+const committed = new Set();
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -66,6 +75,8 @@ function describeError(err) {
 
 function showSignIn(message = '') {
   stopPolling();
+  feed?.close();
+  feed = null;
   client = null;
   $('workspace').hidden = true;
   $('sign-out').hidden = true;
@@ -125,6 +136,28 @@ async function connect(token) {
   if (fromHash) selectDatabase(fromHash);
   else /** @type {HTMLElement | null} */ (document.querySelector(scope.kvOnly ? '#open-db' : '.db-list button'))?.focus();
   if (!scope.kvOnly) startPolling();
+  if (!scope.kvOnly) followCommits();
+}
+
+// --- commits --------------------------------------------------------------------------------
+
+/** Refresh on every commit (any writer, HTTP or native) instead of polling for changes. */
+function followCommits() {
+  feed?.close();
+  if (!client) return;
+  feed = client.sqlite.events.subscribe({ onError: (err) => void handleAuthFailure(err) }, (event) => {
+    committed.add(event.db);
+    window.clearTimeout(commitTimer);
+    commitTimer = window.setTimeout(onCommits, COMMIT_SETTLE_MS);
+  });
+}
+
+function onCommits() {
+  const dbs = new Set(committed);
+  committed.clear();
+  startPolling(); // the lock report now, and the poll's clock from here
+  const sql = /** @type {HTMLTextAreaElement} */ ($('sql')).value;
+  if (shownQuery && dbs.has(shownQuery.db) && shownQuery.db === selected && shownQuery.text === sql) runSql();
 }
 
 $('token-form').addEventListener('submit', (event) => {
@@ -233,7 +266,10 @@ function showTab(name, focus = false) {
     if (on && focus) button.focus();
   }
   if (name === 'kv') loadKv(false);
-  if (name === 'locks') renderLocks();
+  if (name === 'locks') {
+    renderLocks();
+    if (client) startPolling(); // now, then at the panel's pace
+  }
   if (name === 'backup') renderBackup();
   if (name === 'sql' && focus) $('sql').focus();
 }
@@ -316,6 +352,8 @@ async function runSql() {
     return;
   }
   const transaction = statements.map((sql) => (QUERY_KEYWORDS.test(firstKeyword(sql)) ? { query: sql } : { statement: sql }));
+  const text = /** @type {HTMLTextAreaElement} */ ($('sql')).value;
+  shownQuery = transaction.every((item) => 'query' in item) ? { db: selected, text } : null;
   const button = /** @type {HTMLButtonElement} */ ($('run-sql'));
   button.disabled = true;
   const started = performance.now();
@@ -416,7 +454,7 @@ function startPolling() {
     renderStatus();
     if (activeTab === 'locks') renderLocks();
     if (activeTab === 'backup') renderBackup();
-    pollTimer = window.setTimeout(tick, POLL_MS);
+    pollTimer = window.setTimeout(tick, activeTab === 'locks' ? POLL_MS : IDLE_POLL_MS);
   };
   tick();
 }

@@ -16,12 +16,15 @@ from hoodydb.fs import activity, binding, capacity
 from hoodydb.fs.affinity import ContentionPin
 from hoodydb.fs.binding import FUSE
 from hoodydb.fs.claim import FSNAME_PREFIX, ClaimError, TreeClaim, probe
+from hoodydb.fs.commits import CommitWatch
 from hoodydb.fs.control import ControlServer
+from hoodydb.fs.feed import CommitFeed
 from hoodydb.fs.operations import Passthrough
 from hoodydb.fs.orphan import SERVE_PID_ENV
 from hoodydb.fs.process import is_mounted
 from hoodydb.fs.settings import MountSettings
 from hoodydb.locks import LockLayout, LockManager, LockSettings
+from hoodydb.sql.paths import STATE_DIR_NAME
 
 log = logging.getLogger("hoodydb.mount")
 
@@ -103,8 +106,15 @@ def run(opts: MountOptions) -> None:
         working=activity.working,
         host_busy=activity.host_busy,
     )
+    # The last sequence numbers live in the backing directory's state dir, beside the API's token.
+    state_dir = opts.backing.resolve() / STATE_DIR_NAME
+    feed = CommitFeed(state_dir, root=opts.backing.resolve()) if settings.commit_feed else None
     ops = Passthrough(
-        str(opts.backing), manager, attr_timeout=ATTR_TIMEOUT_S, kernel_cache=settings.kernel_cache
+        str(opts.backing),
+        manager,
+        attr_timeout=ATTR_TIMEOUT_S,
+        kernel_cache=settings.kernel_cache,
+        commits=CommitWatch(str(opts.backing.resolve()), feed) if feed is not None else None,
     )
 
     pin = (
@@ -163,7 +173,7 @@ def run(opts: MountOptions) -> None:
         claim = TreeClaim(opts.backing).acquire()
     except ClaimError as exc:
         raise MountConfigError(str(exc)) from None
-    control = ControlServer(socket_path(opts.mountpoint), report)
+    control = ControlServer(socket_path(opts.mountpoint), report, feed)
     control.start()
     log.info("mounting %s at %s: %s", backing, mountpoint, settings.report())
     if pin is not None:
@@ -179,6 +189,8 @@ def run(opts: MountOptions) -> None:
         if pin is not None:
             pin.close()
         manager.shutdown()
+        if feed is not None:
+            feed.close()
         control.close()
         claim.release()
 

@@ -33,6 +33,7 @@ import mfusepy
 
 from hoodydb.fs import answers, binding
 from hoodydb.fs.cache import CacheFreshness, CacheMode
+from hoodydb.fs.commits import CommitWatch
 from hoodydb.locks import EOF_OFFSET, FileKey, FileRole, LockKind, LockManager, LockRequest
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,11 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         *,
         attr_timeout: float = 1.0,
         kernel_cache: bool = True,
+        commits: CommitWatch | None = None,
     ) -> None:
         self.root = os.path.realpath(backing)
         self.manager = manager
+        self.commits = commits  # the commit feed's eyes on database and WAL writes (None: off)
         self.attr_timeout = attr_timeout
         self.kernel_cache = kernel_cache
         self.handles: dict[int, Handle] = {}
@@ -443,6 +446,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             cache = self.freshness.opened(key, st, already_open=already_open, mapped=mapped)
             self.handles[fd] = Handle(fd, key, role, db, readonly, cache, path)
             self.open_count[key] = already_open + 1
+        if self.commits is not None:
+            self.commits.opened(fd, path, role, binding.request_pid())
         return fd
 
     def _open_by_another_name(self, key: FileKey, path: str) -> bool:
@@ -458,7 +463,11 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         return os.preadv(fh, [buffer], offset)
 
     def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: int) -> int:
-        return os.pwrite(fh, data, offset)
+        written = os.pwrite(fh, data, offset)
+        commits = self.commits
+        if commits is not None and commits.watches(fh):
+            commits.wrote(fh, data[:written], offset, binding.request_pid)
+        return written
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
         if datasync:
@@ -491,6 +500,8 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
                 return 0
             if handle.role is not FileRole.OTHER:
                 self.manager.forget_handle(fh)
+            if self.commits is not None:
+                self.commits.released(fh)  # before the descriptor's number can be reused
             left = self.open_count[handle.file] - 1
             if left:
                 self.open_count[handle.file] = left
@@ -524,6 +535,10 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
             return -errno.EINVAL
         start, end = byte_range(fl.l_start, fl.l_len)
         pid = binding.request_pid() if kind is not LockKind.UNLOCK else 0
+        if kind is LockKind.UNLOCK and self.commits is not None and self.commits.pending:
+            # A writer ends its write transaction with an unlock: its commit is announced now,
+            # before the next writer can have its turn.
+            self.commits.unlocked(fh, binding.request_pid())
         req = LockRequest(
             handle.file,
             handle.db,

@@ -111,6 +111,14 @@ class MountSettings:
             "installed beside hoodydb.",
         ),
     )
+    commit_feed: bool = field(
+        default=True,
+        metadata=_cli(
+            None,
+            "Number every commit of every database and serve them as a feed (`hoodydb watch`, "
+            "the API's /sqlite/events). Off: no commit is looked for.",
+        ),
+    )
     # Test builds of SQLite move the PENDING byte (locks/layout.py).
     pending_byte: int = field(default=DEFAULT_PENDING_BYTE, metadata=_cli(click.INT, "", hidden=True))
     log_level: str = field(

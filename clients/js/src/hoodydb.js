@@ -33,6 +33,63 @@ const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 /** @typedef {{ db: string }} DbOption */
 
+/**
+ * @typedef {{ type: 'commit', db: string, seq: number, time: number, pid: number, command: string,
+ *             pages: number, journal: 'wal' | 'rollback' }} CommitEvent
+ * @typedef {{ type: 'missed', db: string, first: number, last: number, count: number }} MissedEvent
+ * @typedef {object} SubscribeOptions
+ * @property {string} [db] a glob on the database paths (default: every database)
+ * @property {number | Record<string, number>} [since] resume after this sequence number, or from a
+ *   position (`subscription.position`); default: from the next commit
+ * @property {(event: MissedEvent) => void} [onMissed] commits that left the server's history unseen
+ * @property {(error: HoodyError) => void} [onError] a failed (re)connection; it is retried
+ * @property {number} [retryMs] wait before reconnecting (default: the server's `retry`, 1 s)
+ * @property {number} [heartbeat] seconds between the server's keep-alive comments
+ * @typedef {{ close(): void, readonly position: Record<string, number> }} Subscription
+ */
+
+/**
+ * Server-sent events from a byte stream: each complete event as { event, id, data }.
+ * @param {ReadableStream<Uint8Array>} body
+ * @returns {AsyncGenerator<{ event: string, id: string | null, data: string, retry: number | null }>}
+ */
+async function* readEvents(body) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  /** @type {{ event: string, id: string | null, data: string[], retry: number | null }} */
+  let current = { event: 'message', id: null, data: [], retry: null };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, end).replace(/\r$/, '');
+        buffer = buffer.slice(end + 1);
+        if (line === '') {
+          if (current.data.length || current.retry !== null) {
+            yield { event: current.event, id: current.id, data: current.data.join('\n'), retry: current.retry };
+          }
+          current = { event: 'message', id: null, data: [], retry: null };
+          continue;
+        }
+        if (line.startsWith(':')) continue; // a heartbeat
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'event') current.event = value;
+        else if (field === 'data') current.data.push(value);
+        else if (field === 'id') current.id = value;
+        else if (field === 'retry' && /^\d+$/.test(value)) current.retry = Number(value);
+      }
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
 /** The server answered with an error, or could not be reached (`status` 0, `code` 'network_error'). */
 export class HoodyError extends Error {
   /**
@@ -223,6 +280,71 @@ export function createClient(options = {}) {
         async list({ db, prefix, limit, cursor }) {
           const body = await json('GET', `${API}/kv`, { query: { db, prefix, limit, cursor } });
           return { data: body.items, nextCursor: body.nextCursor };
+        },
+      },
+      events: {
+        /**
+         * Every commit to the databases matching `db`, from every writer (HTTP or native), in
+         * order: `onCommit` runs once per commit. The stream reconnects by itself after an error
+         * and resumes where it was (its position is the last event id), so nothing is missed;
+         * commits that left the server's history meanwhile come to `onMissed`. `close()` stops it.
+         * @param {SubscribeOptions} options
+         * @param {(event: CommitEvent) => void} onCommit
+         * @returns {Subscription}
+         */
+        subscribe(options, onCommit) {
+          const abort = new AbortController();
+          /** @type {number | Record<string, number> | undefined} */
+          let since = options.since;
+          /** @type {Record<string, number>} */
+          let position = typeof since === 'object' ? { ...since } : {};
+          let retryMs = options.retryMs ?? 1000;
+          const sleep = (/** @type {number} */ ms) =>
+            new Promise((resolve) => {
+              const timer = setTimeout(resolve, ms);
+              abort.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(undefined); }, { once: true });
+            });
+          const run = async () => {
+            while (!abort.signal.aborted) {
+              try {
+                const url = new URL(base + `${API}/events`);
+                if (options.db) url.searchParams.set('db', options.db);
+                if (options.heartbeat) url.searchParams.set('heartbeat', String(options.heartbeat));
+                if (since !== undefined) url.searchParams.set('since', typeof since === 'number' ? String(since) : JSON.stringify(since));
+                /** @type {Record<string, string>} */
+                const headers = { Accept: 'text/event-stream' };
+                if (token) headers.Authorization = `Bearer ${token}`;
+                const response = await fetchImpl(url, { headers, signal: abort.signal });
+                if (!response.ok) await fail(response);
+                if (!response.body) throw new HoodyError('the server sent no stream', { status: response.status, code: null });
+                for await (const event of readEvents(response.body)) {
+                  if (event.retry !== null && options.retryMs === undefined) retryMs = event.retry;
+                  if (event.id) {
+                    position = JSON.parse(event.id);
+                    since = position; // a reconnection resumes here
+                  }
+                  if (event.event === 'commit') onCommit(JSON.parse(event.data));
+                  else if (event.event === 'missed') options.onMissed?.(JSON.parse(event.data));
+                }
+              } catch (err) {
+                if (abort.signal.aborted) return;
+                const error = err instanceof HoodyError
+                  ? err
+                  : new HoodyError(`events: ${err instanceof Error ? err.message : String(err)}`, { status: 0, code: 'network_error' });
+                options.onError?.(error);
+              }
+              await sleep(retryMs);
+            }
+          };
+          run();
+          return {
+            close() {
+              abort.abort();
+            },
+            get position() {
+              return { ...position };
+            },
+          };
         },
       },
       locks: {

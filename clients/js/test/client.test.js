@@ -293,3 +293,51 @@ test('HTTP writers and native sqlite3 writers on one database: every write lands
   assert.ok(shared, JSON.stringify(locks.databases.map((d) => d.database)));
   assert.ok(shared.counters.transactions >= 2 * WRITERS, JSON.stringify(shared.counters));
 });
+
+/** Resolves once `check()` holds, polling every 20 ms (fails after 20 s). */
+async function until(check, what) {
+  const deadline = Date.now() + 20_000;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((ok) => setTimeout(ok, 20));
+  }
+}
+
+test('events: every commit, HTTP and native, once and in order; a new subscription resumes from a position', async () => {
+  const db = 'feed.db';
+  await client.sqlite.databases.create({ path: db });
+  const run = (sql) => client.sqlite.database.executeTransaction({ transaction: [{ statement: sql }] }, { db });
+  await run('CREATE TABLE t (x)');
+  /** @type {import('@hoodydb/client').CommitEvent[]} */
+  const seen = [];
+  const errors = [];
+  const sub = client.sqlite.events.subscribe({ db, heartbeat: 1, onError: (e) => errors.push(e) }, (e) => seen.push(e));
+  await until(() => 'feed.db' in sub.position, 'the ready event');
+  await run('INSERT INTO t VALUES (1)');
+  const native = await sqlite3(`${server.mnt}/${db}`, 'INSERT INTO t VALUES (2)');
+  assert.equal(native.code, 0);
+  // A transaction that fails rolls back: no event.
+  await assert.rejects(run('INSERT INTO nowhere VALUES (1)'));
+  await run('INSERT INTO t VALUES (3)');
+  await until(() => seen.length >= 3, 'three commits');
+  await new Promise((ok) => setTimeout(ok, 300));
+  sub.close();
+  assert.deepEqual(errors, []);
+  assert.equal(seen.length, 3);
+  const first = seen[0].seq;
+  assert.deepEqual(seen.map((e) => e.seq), [first, first + 1, first + 2]);
+  assert.ok(seen.every((e) => e.db === db && e.pages >= 1));
+  assert.equal(seen[0].pid, seen[2].pid); // both through the server
+  assert.notEqual(seen[1].pid, seen[0].pid); // the sqlite3 CLI
+  assert.match(seen[1].command, /sqlite3/);
+
+  // Commits while nobody listens; a subscription from the last position gets exactly them.
+  const position = sub.position;
+  await run('INSERT INTO t VALUES (4)');
+  await run('INSERT INTO t VALUES (5)');
+  const resumed = [];
+  const again = client.sqlite.events.subscribe({ db, since: position }, (e) => resumed.push(e));
+  await until(() => resumed.length >= 2, 'the two commits made meanwhile');
+  again.close();
+  assert.deepEqual(resumed.map((e) => e.seq), [first + 3, first + 4]);
+});

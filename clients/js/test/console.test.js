@@ -166,6 +166,23 @@ test('the lock panel shows a transaction held open by sqlite3 and who waits behi
   assert.deepEqual(data[0].resultSet, [{ n: 2 }]);
 });
 
+test('a query shown in the console runs again when its database commits, whoever commits', async () => {
+  await page.locator('#tab-sql').click();
+  await page.locator('#db-list').getByText('app.db', { exact: true }).click();
+  const editor = page.locator('#sql');
+  await editor.fill("SELECT count(*) AS n FROM logs WHERE level = 'native'");
+  await editor.press('Control+Enter');
+  const cell = page.locator('#sql-results table tbody td').first();
+  await cell.waitFor();
+  assert.equal(await cell.textContent(), '0');
+  // A native writer, not the console: the commit feed tells the page, no click needed.
+  const shell = sqliteShell('app.db');
+  shell.send("INSERT INTO logs (level) VALUES ('native');");
+  shell.send('.quit');
+  assert.equal(await shell.exited, 0, shell.output());
+  await page.waitForFunction(() => document.querySelector('#sql-results table tbody td')?.textContent === '1');
+});
+
 test('the backup panel shows a replicated WAL database and says why a rollback-journal one is not', async () => {
   // A WAL database made by a native client through the mount; app.db (made by the API) is not WAL.
   execFileSync('sqlite3', [join(server.mnt, 'wal.db'), 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);']);
