@@ -53,6 +53,9 @@ for s in map(int, harmless.split(",")):
     signal.siginterrupt(s, not restart)
 for s in map(int, filter(None, stoppers.split(","))):
     signal.signal(s, stop)
+# Python's own SIGINT handler (KeyboardInterrupt), even when started from a shell's background job,
+# which inherits SIGINT ignored (and then Python installs none).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 conn = sqlite3.connect(path, timeout=0, isolation_level=None)
 print("ready", flush=True)
 conn.execute("INSERT INTO t(who) VALUES ('writer')")
