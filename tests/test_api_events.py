@@ -238,3 +238,10 @@ def test_a_hundred_idle_subscribers_cost_no_cpu_and_bounded_memory(served: tuple
     # Clock ticks are 10 ms: a poll, or a heartbeat per subscriber, would show in 3 s.
     assert all(ticks <= 5 for ticks in idle.values()), idle
     assert grown < 64 * 1024, f"{grown} KiB more with 100 subscribers"
+
+
+def test_without_a_mount_there_is_no_feed(tmp_path: Path) -> None:
+    with ServeProcess(["--no-mount", "--root", str(tmp_path)], tmp_path) as server:
+        response = server.client.get(EVENTS)
+    assert response.status_code == 404 and response.json()["code"] == "not_found", response.text
+    assert "no commit feed" in response.json()["error"]

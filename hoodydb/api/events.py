@@ -66,7 +66,8 @@ def _event(kind: str, data: dict[str, Any], cursor: dict[str, int] | None = None
 async def commit_events(request: Request) -> Response:
     socket = app_state(request).config.control_socket
     if socket is None:
-        return error_response(UNAVAILABLE, "no mount (--no-mount): there is no commit feed")
+        # (Not 503: nothing is down, this server has no feed to serve.)
+        return error_response(codes.NOT_FOUND, "no mount (--no-mount): there is no commit feed")
     glob = request.query_params.get("db") or "*"
     try:
         since = parse_since(request.headers.get("last-event-id") or request.query_params.get("since"))
@@ -89,7 +90,7 @@ async def commit_events(request: Request) -> Response:
         return error_response(UNAVAILABLE, f"the mount's control socket does not answer ({exc})")
     if start.get("type") != "start":
         writer.close()
-        return error_response(UNAVAILABLE, start.get("message") or "the mount serves no commit feed")
+        return error_response(codes.NOT_FOUND, start.get("message") or "the mount serves no commit feed")
     # A `--db` token follows its own databases only.
     allowed = token_scope(request).allows_database
     positions = {db: seq for db, seq in start["positions"].items() if allowed(db)}
