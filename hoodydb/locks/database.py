@@ -377,9 +377,7 @@ class Database:
         # the turn waits a moment for what follows, and the read teaches nothing.
         prelude = (admission.first_on_handle or admission.retry_grace) and not admission.wrote
         if prelude and self.settings.schema_grace > 0:
-            # (On a busy host what follows waits for a CPU first: the grace is a window.)
-            grace = self.settings.schema_grace
-            self.gate.hold_for(owner, max(grace, self.settings.window) if self.host_busy() else grace)
+            self.gate.hold_for(owner, self.settings.schema_grace)
             return
         if not prelude:
             self.intents.ended(owner, admission.wrote)

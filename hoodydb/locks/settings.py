@@ -88,8 +88,7 @@ class LockSettings:
     exclusive_priority: float = DEFAULT_EXCLUSIVE_PRIORITY
 
     # A connection's first transaction (the schema read of the statement it prepares) keeps the
-    # turn this long after it ends, so the statement itself does not queue a second time; on a
-    # busy host (`busy_window`) for a `window`, as the statement may wait for a CPU first.
+    # turn this long after it ends, so the statement itself does not queue a second time.
     schema_grace: float = DEFAULT_SCHEMA_GRACE
 
     # How often a parked request asks an abort check that cannot tell it when to ask (tests'

@@ -500,24 +500,6 @@ def test_on_a_busy_host_a_writer_counts_as_asleep_only_after_the_busy_patience()
     mgr.shutdown()
 
 
-@pytest.mark.parametrize("busy", [True, False])
-def test_on_a_busy_host_the_grace_after_a_schema_read_is_a_window(busy: bool) -> None:
-    """A one-shot `sqlite3 DB "INSERT ..."`: its first transaction reads the schema, and its INSERT
-    follows once it gets a CPU again. On a busy host that takes longer than `schema_grace`, and
-    without a longer grace every such client would queue twice."""
-    mgr = make(host_busy=lambda: busy, schema_grace=0.005)
-    mgr.name_database(DB, "db")
-    other = writer(mgr, 2, wal=True)
-    c = client(mgr, 1)
-    c.wal_open()  # its schema read: the turn is held for what follows
-    t0 = time.monotonic()
-    assert other.wal_begin() == (0, 1)
-    took = time.monotonic() - t0
-    assert (took >= WINDOW * 0.8) if busy else (took < WINDOW * 0.8), took
-    assert other.shmf(U, SLOT) == 0
-    mgr.shutdown()
-
-
 def test_a_recover_probe_waits_for_the_index_rebuild(mgr: LockManager) -> None:
     """A reader that finds the WAL index being rebuilt probes RECOVER; refused, SQLite answers
     SQLITE_BUSY_RECOVERY at once ("database is locked", even for -readonly)."""
