@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.litestream import caught_up, replicating
+from bench.litestream import caught_up, replica_problems, replicating
 from bench.targets import Target
 from bench.workload import WorkloadResult, WorkloadSpec, check_database, prepare_database, run_workload
 from hoodydb import control_client
@@ -46,12 +46,7 @@ class Cell:
 
     def broken(self) -> list[str]:
         where = f"{self.target} {self.pattern} {'on' if self.replicated else 'off'}"
-        out = []
-        if self.rows != self.result.ok or self.integrity != "ok":
-            out.append(f"{where}: {self.rows} rows for {self.result.ok} commits, integrity {self.integrity}")
-        if self.restored is not None and self.restored != (self.rows, "ok"):
-            out.append(f"{where}: the replica restored {self.restored}, not ({self.rows}, 'ok')")
-        return out
+        return replica_problems(where, self.result.ok, self.rows, self.integrity, self.restored)
 
 
 def _lag_sampler(mountpoint: Path, name: str, lags: list[float], stop: threading.Event) -> None:

@@ -93,12 +93,7 @@ class Cell:
 
     def broken(self) -> list[str]:
         where = f"{self.target} {self.pattern} {'with' if self.litestream else 'without'} Litestream"
-        out = []
-        if self.rows != self.result.ok or self.integrity != "ok":
-            out.append(f"{where}: {self.rows} rows for {self.result.ok} commits, integrity {self.integrity}")
-        if self.restored is not None and self.restored != (self.rows, "ok"):
-            out.append(f"{where}: the replica restored {self.restored}, not ({self.rows}, 'ok')")
-        return out
+        return replica_problems(where, self.result.ok, self.rows, self.integrity, self.restored)
 
 
 def run_cell(target: Target, pattern: str, with_litestream: bool, transactions: int) -> Cell:
@@ -162,3 +157,16 @@ def error_notes(cells: list[Cell]) -> str:
 
 def failures(cells: list[Cell]) -> list[str]:
     return [line for c in cells for line in c.broken()]
+
+
+def replica_problems(
+    where: str, commits: int, rows: int, integrity: str, restored: tuple[int, str] | None
+) -> list[str]:
+    """What a cell broke: rows that are not the commits, a failed integrity check, or a replica
+    that did not restore to exactly those rows."""
+    out = []
+    if rows != commits or integrity != "ok":
+        out.append(f"{where}: {rows} rows for {commits} commits, integrity {integrity}")
+    if restored is not None and restored != (rows, "ok"):
+        out.append(f"{where}: the replica restored {restored}, not ({rows}, 'ok')")
+    return out
