@@ -150,10 +150,64 @@ def test_http_and_native_commits_in_one_feed_with_their_pids(served: tuple[Serve
     assert seqs == list(range(seqs[0], seqs[0] + 8))
     pids = [e["data"]["pid"] for e in got]
     assert pids == [server.proc.pid] * 5 + [int(native.stdout)] * 3
+    assert [e["data"]["token"] for e in got] == ["admin"] * 5 + [None] * 3
     assert all(e["id"] == {"app.db": e["data"]["seq"]} for e in got)
     conn = sqlite3.connect(mnt / "app.db")
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 8
     conn.close()
+
+
+# A native process claiming to write for a token: the mount refuses the label.
+FORGER = """
+import errno, os, sqlite3, sys
+try:
+    os.setxattr(sys.argv[1], "user.hoodydb.writer", b"admin")
+    print("accepted")
+except OSError as exc:
+    print(errno.errorcode[exc.errno])
+conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+conn.execute("INSERT INTO t(src) VALUES ('forged')")
+"""
+
+
+def test_each_http_commit_names_its_token_and_nobody_else_can_claim_one(
+    served: tuple[ServeProcess, Path], tmp_path: Path
+) -> None:
+    server, mnt = served
+    create = "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, src TEXT)"
+    subprocess.run(["sqlite3", str(mnt / "app.db"), create], check=True, capture_output=True)
+    make = [sys.executable, "-m", "hoodydb", "token", "create", "--data", str(tmp_path / "data")]
+    ingest = subprocess.run([*make, "--name", "ingest"], capture_output=True, text=True, check=True)
+    as_ingest = {"Authorization": f"Bearer {ingest.stdout.strip()}"}
+    insert = {"transaction": [{"statement": "INSERT INTO t(src) VALUES ('http')"}]}
+    with subscribed(server, db="app.db", heartbeat=0.2) as events:
+        for headers in ({}, as_ingest, as_ingest, {}, as_ingest):
+            ok = server.client.post(
+                "/api/v1/sqlite/db", params={"db": "app.db"}, json=insert, headers=headers
+            )
+            assert ok.status_code == 200, ok.text
+        kv = server.client.put(
+            "/api/v1/sqlite/kv/greeting", params={"db": "app.db"}, json="hi", headers=as_ingest
+        )
+        assert kv.status_code in (200, 201), kv.text
+        forger = subprocess.run(
+            [sys.executable, "-c", FORGER, str(mnt / "app.db")], capture_output=True, text=True, check=True
+        )
+        got = next_commits(events, 7)
+    assert forger.stdout.strip() == "ENOTSUP"
+    assert server.proc is not None
+    assert forger.stdout.strip() == "ENOTSUP"
+    assert [e["data"]["token"] for e in got] == [
+        "admin",
+        "ingest",
+        "ingest",
+        "admin",
+        "ingest",
+        "ingest",
+        None,
+    ]
+    assert [e["data"]["pid"] for e in got[:6]] == [server.proc.pid] * 6
+    assert got[6]["data"]["pid"] != server.proc.pid
 
 
 def test_a_database_scoped_token_follows_its_own_databases_only(

@@ -67,6 +67,7 @@ def create_app(config: ApiConfig) -> Starlette:
             max_open=config.max_open_databases,
             observer=metrics.observe_job,
             limits=config.limits,
+            label_writers=config.control_socket is not None,  # served through our mount
         )
         app.state.hoodydb = AppState(config=config, metrics=metrics, pool=pool)
         app.state.pool = pool

@@ -114,7 +114,9 @@ async def put_key(request: Request) -> Response:
     require_write(request, "set keys")
     path = await database_path(request)
     job = partial(kv.put, key=key, value_json=value_json, now=time.time(), ttl=ttl, precondition=condition)
-    entry, created = await state.pool.run(path, job, gone=partial(disconnected, request))
+    entry, created = await state.pool.run(
+        path, job, gone=partial(disconnected, request), writer=token_scope(request).name
+    )
     body = {"key": key, "version": entry.version, "expiresAt": entry.expires_at}
     return JsonResponse(body, status_code=201 if created else 200, headers=_entry_headers(entry))
 
@@ -128,6 +130,7 @@ async def get_key(request: Request) -> Response:
         partial(kv.get, key=key, now=time.time()),
         gone=partial(disconnected, request),
         read_only=token_scope(request).read_only,
+        writer=token_scope(request).name,
     )
     if entry is None:
         raise SqlApiError(codes.NOT_FOUND, f"no key {key!r}")
@@ -148,6 +151,7 @@ async def delete_key(request: Request) -> Response:
         path,
         partial(kv.delete, key=key, now=time.time(), precondition=condition),
         gone=partial(disconnected, request),
+        writer=token_scope(request).name,
     )
     return JsonResponse({"key": key, "deleted": True, "version": entry.version})
 
@@ -177,8 +181,9 @@ async def list_keys(request: Request) -> Response:
         now=time.time(),
         max_bytes=state.config.limits.max_result_bytes,
     )
+    scope = token_scope(request)
     entries, next_cursor = await state.pool.run(
-        path, job, gone=partial(disconnected, request), read_only=token_scope(request).read_only
+        path, job, gone=partial(disconnected, request), read_only=scope.read_only, writer=scope.name
     )
     items = [
         {"key": e.key, "value": _stored_value(e), "version": e.version, "expiresAt": e.expires_at}

@@ -20,6 +20,8 @@ async def exec_transaction(request: Request) -> Response:
     parsed = parse_transaction(await read_json(request, state.config.max_body_bytes))
     path = await database_path(request)
     job = partial(execute_transaction, request=parsed)
-    read_only = token_scope(request).read_only
-    results = await state.pool.run(path, job, gone=partial(disconnected, request), read_only=read_only)
+    scope = token_scope(request)
+    results = await state.pool.run(
+        path, job, gone=partial(disconnected, request), read_only=scope.read_only, writer=scope.name
+    )
     return JsonResponse({"results": results})

@@ -26,9 +26,10 @@ def format_event(event: dict[str, Any]) -> str | None:
     """One line per commit or gap; None for what a person need not see (start, heartbeat)."""
     if event["type"] == "commit":
         at = datetime.datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S.%f")[:-3]
+        token = f"  (token {event['token']})" if event.get("token") else ""
         return (
             f"{at}  {event['db']}  #{event['seq']}  {event['pages']} pages  "
-            f"pid {event['pid']}  {event['command']}"
+            f"pid {event['pid']}  {event['command']}{token}"
         )
     if event["type"] == "missed":
         return f"missed {event['count']} commits of {event['db']} (#{event['first']}..#{event['last']})"

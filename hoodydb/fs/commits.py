@@ -23,6 +23,12 @@ the WAL index is up to date, so a subscriber that reads at once sees the commit,
 is numbered while its writer still holds the turn, so numbers follow the commit order. The kernel
 names the writing thread; its process (thread group) is what events report.
 
+A commit that `serve` makes for an API token is named by the token: before a job, the API's
+worker thread for a database sets the extended attribute WRITER_XATTR on that database through
+the mount (once per change of token), and the commits of that thread carry the name. Only the
+`serve` that started this daemon is believed (its pid and start time; another process setting the
+attribute gets ENOTSUP, as for every other attribute), and nothing is written to the backing file.
+
 Known limits: a writer in `locking_mode=EXCLUSIVE` unlocks only when it closes, so its commits
 are announced then; with `psow=0` and synchronous WAL commits SQLite pads the WAL with copies of
 the commit frame, each of which counts as a commit.
@@ -41,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hoodydb.fs.feed import CommitFeed
+from hoodydb.fs.orphan import started_at
 from hoodydb.locks import FileRole
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,8 @@ FORMAT_BYTE = 18  # its write version: ROLLBACK_FORMAT or WAL_FORMAT
 ROLLBACK_FORMAT, WAL_FORMAT = 1, 2
 DB, WAL, SHM = "db", "wal", "shm"  # the files of a database that are watched
 OWN_STATE = "/.hoodydb/"  # hoodydb.sql.paths.STATE_DIR_NAME: never a database of the feed
+WRITER_XATTR = "user.hoodydb.writer"  # set by serve's worker threads: the token they write for
+MAX_LABELS = 4096  # labelled threads remembered (serve keeps one thread per open database)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,7 @@ class _Pending:
     frames: list[tuple[float, int]] = field(default_factory=list)  # (when, pages) per WAL commit
     pages: int = 0  # database page writes since the last check (rollback)
     at: float = 0.0
+    token: str | None = None  # the API token it wrote for (a labelled serve thread)
 
 
 @dataclass(slots=True)
@@ -116,9 +126,12 @@ _logged: set[tuple[str, str]] = set()
 class CommitWatch:
     """Watches the open database and -wal files of a mount and publishes their commits."""
 
-    def __init__(self, root: str, feed: CommitFeed) -> None:
+    def __init__(self, root: str, feed: CommitFeed, *, serve_pid: int | None = None) -> None:
         self.root = root
         self.feed = feed
+        # The serve that started us, (pid, start time): the one process whose labels are believed.
+        self._labeller = (serve_pid, started_at(serve_pid)) if serve_pid else None
+        self._labels: dict[int, str] = {}  # thread id -> token name, for threads of the labeller
         self._mu = threading.Lock()
         # fd -> its database, which of its files (DB, WAL or SHM), and the process that opened it
         self._files: dict[int, tuple[_Database, str, _Process | None]] = {}
@@ -166,6 +179,26 @@ class CommitWatch:
             if not db.handles and not db.pending:
                 self._dbs.pop(db.name, None)
 
+    def label(self, tid: int, token: str) -> bool:
+        """Thread `tid` writes for API token `token` from now on ("": for nobody). False (and
+        nothing kept) unless the thread is the labeller's."""
+        if self._labeller is None or _process_of(tid) != self._labeller[0]:
+            return False
+        if started_at(self._labeller[0]) != self._labeller[1]:
+            return False  # our serve is gone and its pid was reused
+        with self._mu:
+            if not token:
+                self._labels.pop(tid, None)
+            elif tid in self._labels or len(self._labels) < MAX_LABELS:
+                self._labels[tid] = token
+        return True
+
+    def _token(self, tid: int, process: _Process) -> str | None:
+        """The token a write by thread `tid` of `process` is for (a thread id may have been reused
+        by another process since it was labelled)."""
+        token = self._labels.get(tid)
+        return token if token is not None and self._labeller and process.pid == self._labeller[0] else None
+
     # -- writes ----------------------------------------------------------------------------------
 
     def watches(self, fd: int) -> bool:
@@ -194,9 +227,11 @@ class CommitWatch:
         if pending is None:
             if not db.pending:
                 self.pending += 1
-            pending = db.pending[journal] = _Pending(tid, _writer(tid, opener), journal)
+            process = _writer(tid, opener)
+            pending = db.pending[journal] = _Pending(tid, process, journal, token=self._token(tid, process))
         elif tid != pending.tid:  # a hot journal's rollback by another process: its unlock decides
             pending.tid, pending.process = tid, _writer(tid, opener)
+            pending.token = self._token(tid, pending.process)
         return pending
 
     def _wal_wrote(
@@ -275,6 +310,7 @@ class CommitWatch:
                         pages=pages,
                         journal=journal,
                         at=at,
+                        token=pending.token,
                     )
 
     def _rollback_commits(
@@ -311,13 +347,17 @@ def _writer(tid: int, opener: _Process | None) -> _Process:
 
 def _process(tid: int) -> _Process:
     """The process of thread `tid` (the kernel gives the mount thread ids), from /proc."""
-    pid = tid
+    pid = _process_of(tid)
+    return _Process(pid, _cmdline(pid))
+
+
+def _process_of(tid: int) -> int:
+    """The pid (thread group) of thread `tid`; `tid` itself if /proc cannot say."""
     with contextlib.suppress(OSError, ValueError):
         for line in _read(f"/proc/{tid}/status", 1024).splitlines():
             if line.startswith(b"Tgid:"):
-                pid = int(line.split()[1])
-                break
-    return _Process(pid, _cmdline(pid))
+                return int(line.split()[1])
+    return tid
 
 
 def _read(path: str, size: int) -> bytes:

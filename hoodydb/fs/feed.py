@@ -52,6 +52,7 @@ class Commit:
     command: str  # its command line, read from /proc when the commit was seen
     pages: int  # WAL frames, or database page writes with a rollback journal
     journal: str  # "wal" or "rollback": how the commit was seen
+    token: str | None = None  # the API token's name, for a commit by `serve` on a token's behalf
     order: int = 0  # feed-wide publication order, to merge databases (not sent)
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class Commit:
             "command": self.command,
             "pages": self.pages,
             "journal": self.journal,
+            "token": self.token,
         }
 
 
@@ -159,7 +161,17 @@ class CommitFeed:
 
     # -- writers' side ---------------------------------------------------------------------------
 
-    def publish(self, db: str, *, pid: int, command: str, pages: int, journal: str, at: float) -> Commit:
+    def publish(
+        self,
+        db: str,
+        *,
+        pid: int,
+        command: str,
+        pages: int,
+        journal: str,
+        at: float,
+        token: str | None = None,
+    ) -> Commit:
         """Number a commit of `db` and wake the subscribers that watch it."""
         with self._mu:
             state = self._dbs.get(db)
@@ -167,7 +179,7 @@ class CommitFeed:
                 state = self._dbs[db] = _Database(0, self._history)
             state.seq += 1
             self._published += 1
-            commit = Commit(db, state.seq, at, pid, command, pages, journal, self._published)
+            commit = Commit(db, state.seq, at, pid, command, pages, journal, token, self._published)
             state.history.append(commit)
             self._kept[db] = None
             self._kept.move_to_end(db)

@@ -77,6 +77,11 @@ def preflight(opts: MountOptions) -> None:
         raise MountConfigError(str(exc)) from None
 
 
+def _serve_pid() -> int | None:
+    """The `serve` that started this daemon, if one did (orphan.py; its API labels commits)."""
+    return int(os.environ.get(SERVE_PID_ENV) or 0) or None
+
+
 def _cmdline(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -114,7 +119,9 @@ def run(opts: MountOptions) -> None:
         manager,
         attr_timeout=ATTR_TIMEOUT_S,
         kernel_cache=settings.kernel_cache,
-        commits=CommitWatch(str(opts.backing.resolve()), feed) if feed is not None else None,
+        commits=CommitWatch(str(opts.backing.resolve()), feed, serve_pid=_serve_pid())
+        if feed is not None
+        else None,
     )
 
     pin = (
@@ -157,7 +164,7 @@ def run(opts: MountOptions) -> None:
             "backing": backing,
             "pid": os.getpid(),
             "policy": settings.policy.value,
-            "serve_pid": int(os.environ.get(SERVE_PID_ENV) or 0) or None,  # see orphan.py
+            "serve_pid": _serve_pid(),  # see orphan.py
             "lock_timeout": settings.lock_timeout,
             "threads": threads,  # libfuse workers at most (--max-threads, or the machine's share)
             "parked": manager.parked(),

@@ -33,7 +33,7 @@ import mfusepy
 
 from hoodydb.fs import answers, binding
 from hoodydb.fs.cache import CacheFreshness, CacheMode
-from hoodydb.fs.commits import CommitWatch
+from hoodydb.fs.commits import WRITER_XATTR, CommitWatch
 from hoodydb.locks import EOF_OFFSET, FileKey, FileRole, LockKind, LockManager, LockRequest
 
 log = logging.getLogger(__name__)
@@ -468,6 +468,17 @@ class Passthrough(mfusepy.Operations):  # type: ignore[misc]
         if commits is not None and commits.watches(fh):
             commits.wrote(fh, data[:written], offset, binding.request_pid)
         return written
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        """Only the commit feed's label (commits.py): extended attributes are not passed through."""
+        label = bytes(value).decode(errors="replace")
+        if (
+            name == WRITER_XATTR
+            and self.commits is not None
+            and self.commits.label(binding.request_pid(), label)
+        ):
+            return 0
+        raise OSError(errno.ENOTSUP, "extended attributes are not supported")
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
         if datasync:

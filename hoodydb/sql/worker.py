@@ -8,12 +8,17 @@ through the mount the API process is one more client of the admission gate, next
 The pool keeps at most `max_open` databases open, closing the least recently used idle one. Each
 worker takes at most `max_queue` jobs (running and waiting) and refuses more with `queue_full`; a
 job whose caller went away is dropped if it has not started, and interrupted if it has.
+
+Through a hoodydb mount (`label_writers`), a worker tells the mount which API token its next jobs
+run for, so the commit feed names the token rather than only this process (hoodydb/fs/commits.py):
+one extended attribute set on the database through the mount, only when the token changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import threading
@@ -28,6 +33,7 @@ from typing import Any, TypeVar
 
 import apsw
 
+from hoodydb.fs.commits import WRITER_XATTR
 from hoodydb.sql import errors
 from hoodydb.sql.connection import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -39,6 +45,7 @@ from hoodydb.sql.errors import SqlApiError
 from hoodydb.sql.limits import SqlLimits
 from hoodydb.sql.transaction import translate
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[GuardedConnection], Any]
 
@@ -64,6 +71,7 @@ class _Work:
     enqueued: float
     # Set when the caller went away while the job ran; the connection's progress handler reads it.
     cancelled: threading.Event
+    writer: str | None = None  # the API token the job runs for, told to the mount (label_writers)
 
     def cancel(self) -> None:
         if not self.future.cancel():  # already running (or done): interrupt it instead
@@ -80,9 +88,12 @@ class DatabaseWorker:
         opener: Callable[[Path], GuardedConnection],
         observer: Observer | None,
         max_queue: int,
+        label_writers: bool = False,
     ) -> None:
         self.path = path
         self._opener = opener
+        self._label_writers = label_writers
+        self._labelled: str | None = None  # what the mount was last told for this thread
         self._observer = observer
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._busy = False
@@ -97,7 +108,7 @@ class DatabaseWorker:
     def idle(self) -> bool:
         return not self._busy and self._queue.empty()
 
-    def submit(self, job: Callable[[GuardedConnection], T]) -> _Work:
+    def submit(self, job: Callable[[GuardedConnection], T], writer: str | None = None) -> _Work:
         """Queue `job`; `queue_full` (nothing queued) when `max_queue` jobs are already pending."""
         with self._pending_lock:
             if self._pending >= self._max_queue:
@@ -105,7 +116,7 @@ class DatabaseWorker:
                     errors.QUEUE_FULL, f"{self._max_queue} requests are already waiting for this database"
                 )
             self._pending += 1
-        work = _Work(job, Future(), time.monotonic(), threading.Event())
+        work = _Work(job, Future(), time.monotonic(), threading.Event(), writer)
         self._queue.put(work)
         return work
 
@@ -149,6 +160,7 @@ class DatabaseWorker:
                         # once (or not yet a database) is retried by the next request.
                         conn = self._open()
                         opened_as = identity
+                    self._label(work.writer)
                     conn.lock_wait = 0.0
                     conn.cancel_event = work.cancelled
                     work.future.set_result(work.job(conn))
@@ -167,6 +179,17 @@ class DatabaseWorker:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _label(self, writer: str | None) -> None:
+        """Tell the mount that this thread's commits are for `writer` from now on."""
+        if not self._label_writers or writer is None or writer == self._labelled:
+            return
+        self._labelled = writer
+        try:
+            os.setxattr(self.path, WRITER_XATTR, writer.encode())
+        except OSError as exc:  # a mount without a feed, or not ours: commits then name serve only
+            self._label_writers = False
+            log.info("commits on %s will not name API tokens: %s", self.path, exc.strerror)
 
     def _open(self) -> GuardedConnection:
         try:
@@ -193,8 +216,10 @@ class DatabasePool:
         max_open: int = 64,
         observer: Observer | None = None,
         limits: SqlLimits | None = None,
+        label_writers: bool = False,
     ) -> None:
         self.busy_timeout = busy_timeout
+        self.label_writers = label_writers  # databases are served through a hoodydb mount
         self.statement_timeout = statement_timeout
         self.limits = limits or SqlLimits()
         self.max_open = max_open
@@ -223,7 +248,11 @@ class DatabasePool:
             self._workers.move_to_end(path)
             return worker
         worker = DatabaseWorker(
-            path, opener=self._open, observer=self._observer, max_queue=self.limits.max_queue
+            path,
+            opener=self._open,
+            observer=self._observer,
+            max_queue=self.limits.max_queue,
+            label_writers=self.label_writers,
         )
         self._workers[path] = worker
         self._evict()
@@ -243,16 +272,18 @@ class DatabasePool:
         *,
         gone: Callable[[], Awaitable[object]] | None = None,
         read_only: bool = False,
+        writer: str | None = None,
     ) -> T:
         """Run `job(connection)` on the database's worker thread and await its result.
 
         `gone()`, when given, completes when the caller no longer wants the result (its client
         disconnected): the job is then dropped or interrupted, and `client_gone` is raised.
-        With `read_only`, SQLite refuses every write the job tries (`forbidden`).
+        With `read_only`, SQLite refuses every write the job tries (`forbidden`). `writer` names
+        the API token the job runs for, in the commit feed.
         """
         if read_only:
             job = partial(_read_only, job)
-        work = self._worker(path).submit(job)
+        work = self._worker(path).submit(job, None if read_only else writer)
         result: asyncio.Future[T] = asyncio.wrap_future(work.future)
         if gone is None:
             return await result

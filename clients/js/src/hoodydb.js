@@ -35,7 +35,7 @@ const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 /**
  * @typedef {{ type: 'commit', db: string, seq: number, time: number, pid: number, command: string,
- *             pages: number, journal: 'wal' | 'rollback' }} CommitEvent
+ *             pages: number, journal: 'wal' | 'rollback', token: string | null }} CommitEvent
  * @typedef {{ type: 'missed', db: string, first: number, last: number, count: number }} MissedEvent
  * @typedef {object} SubscribeOptions
  * @property {string} [db] a glob on the database paths (default: every database)
