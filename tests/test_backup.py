@@ -276,7 +276,7 @@ def test_writers_never_wait_for_an_unreachable_replica_and_it_catches_up(
     wait_for(lambda: not entry(m, "app.db")["stale"], "no longer stale")
 
 
-def test_checkpoint_storm_and_a_deleted_database(mount_factory: MountFactory, tmp_path: Path) -> None:
+def test_checkpoint_storm_a_deleted_and_a_renamed_database(mount_factory: MountFactory, tmp_path: Path) -> None:
     replica = f"file://{tmp_path}/replica"
     m = mount_factory(f"--replica={replica}")
     app, gone = m.path("app.db"), m.path("gone.db")
@@ -299,6 +299,18 @@ def test_checkpoint_storm_and_a_deleted_database(mount_factory: MountFactory, tm
     )
     insert(app, 5)
     assert restored_rows(replica, "app.db", tmp_path / "r2.db", 165) == (165, "ok")
+    assert backup_status(m)["litestream"]["running"]
+
+    # Renamed (no connection open, so no -wal or -shm beside it): replicated under its new name,
+    # from its first state there, and writes to it keep arriving.
+    moved = m.path("moved.db")
+    os.rename(app, moved)
+    wait_for(
+        lambda: [db["database"] for db in backup_status(m)["databases"]] == ["moved.db"], "moved.db seen"
+    )
+    insert(moved, 7)
+    assert restored_rows(replica, "moved.db", tmp_path / "r3.db", 172) == (172, "ok")
+    assert check_database(moved) == (172, "ok")
     assert backup_status(m)["litestream"]["running"]
 
 
