@@ -276,7 +276,9 @@ def test_writers_never_wait_for_an_unreachable_replica_and_it_catches_up(
     wait_for(lambda: not entry(m, "app.db")["stale"], "no longer stale")
 
 
-def test_checkpoint_storm_a_deleted_and_a_renamed_database(mount_factory: MountFactory, tmp_path: Path) -> None:
+def test_checkpoint_storm_a_deleted_and_a_renamed_database(
+    mount_factory: MountFactory, tmp_path: Path
+) -> None:
     replica = f"file://{tmp_path}/replica"
     m = mount_factory(f"--replica={replica}")
     app, gone = m.path("app.db"), m.path("gone.db")

@@ -136,9 +136,11 @@ class LockManager:
                 return None
             if f.role is FileRole.SHM and req.locks == Lock.DMS and self.policy is not Policy.OFF:
                 self._wait_out_shm_init(f, req.owner, abort)
-            for other, seg in f.table.conflicts(req.owner, req.start, req.end, req.kind):
-                return Conflict(seg.kind, seg.start, seg.end, f.table.pids.get(other, 0))
-            return None
+            found = f.table.first_conflict(req.owner, req.start, req.end, req.kind)
+            if found is None:
+                return None
+            other, seg = found
+            return Conflict(seg.kind, seg.start, seg.end, f.table.pids.get(other, 0))
 
     def name_database(self, db: FileKey, name: str) -> None:
         """Remember a path for `db`, for `hoodydb locks`, while the file is open."""

@@ -62,6 +62,19 @@ class RangeTable:
                 found.extend((other, Segment(s, e, held)) for other in holders if other != owner)
         return found
 
+    def first_conflict(
+        self, owner: Owner, start: int, end: int, kind: LockKind
+    ) -> tuple[Owner, Segment] | None:
+        """One of `conflicts`, found without building the others: F_GETLK asks for one, and the
+        DMS byte that every WAL client probes with a write lock is read-held by every connection."""
+        writing = kind is LockKind.WRITE
+        for (s, e, w), holders in self._index.items():
+            if s < end and start < e and (writing or w):
+                for other in holders:
+                    if other != owner:
+                        return other, Segment(s, e, LockKind.WRITE if w else LockKind.READ)
+        return None
+
     def blocks(self, owner: Owner, start: int, end: int, kind: LockKind) -> bool:
         """Would `conflicts` find anything? (Without building its answer: asked on every lock.)"""
         writing = kind is LockKind.WRITE

@@ -223,6 +223,8 @@ def _check(t: RangeTable, model: dict[int, list[int]]) -> None:
                     found = t.conflicts(owner, start, end, kind)
                     assert {o for o, _ in found} == expected
                     assert t.blocks(owner, start, end, kind) == bool(expected)
+                    first = t.first_conflict(owner, start, end, kind)
+                    assert (first is None) == (not expected) and (first is None or first in found)
                     for other, seg in found:
                         assert seg in t.segments(other)
                         assert seg.overlaps(start, end)
