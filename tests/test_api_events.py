@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from serve_process import ServeProcess
 
 from hoodydb import control_client
 from hoodydb.fs.process import force_unmount
+from tests.feed_events import take_commits
 from tests.proc_stats import rss_kib
 
 # Each test runs serve with its mount: http and fuse both (the http stage runs them).
@@ -92,20 +92,14 @@ def subscribed(server: ServeProcess, **params: Any) -> Iterator[queue.Queue[dict
 
 
 def next_commits(events: queue.Queue[dict[str, Any]], n: int, quiet: float = 1.0) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    while len(got) < n:
-        event = events.get(timeout=30)
-        assert event["event"] in ("commit", "comment"), event
-        if event["event"] == "commit":
-            got.append(event)
-    end = time.monotonic() + quiet
-    while time.monotonic() < end:
-        try:
-            event = events.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        assert event["event"] == "comment", f"more than {n} commits: {event}"
-    return got
+    """The next `n` commit events of an SSE stream, then `quiet` seconds of heartbeats only."""
+    return take_commits(
+        events,
+        n,
+        is_commit=lambda e: e["event"] == "commit",
+        is_idle=lambda e: e["event"] == "comment",
+        quiet=quiet,
+    )
 
 
 def sql(server: ServeProcess, db: str, *items: dict[str, Any]) -> httpx.Response:

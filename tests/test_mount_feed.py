@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import pytest
 
 from hoodydb import control_client
 from tests.conftest import Mounted, MountFactory
+from tests.feed_events import take_commits
 
 # Commits `commits` times, and rolls back a transaction between two commits; a rolled back one
 # after a cache spill too (cache_size=2 pages and 40 KiB of rows: SQLite writes them to the WAL, or
@@ -73,22 +73,14 @@ def watching(m: Mounted, db: str = "*", since: int | None = None) -> Iterator[qu
 
 
 def commits(events: queue.Queue[dict[str, Any]], n: int, quiet: float = 1.0) -> list[dict[str, Any]]:
-    """The next `n` commits (and fails on a "missed"); then nothing more for `quiet` seconds."""
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 60
-    while len(got) < n:
-        event = events.get(timeout=max(0.1, deadline - time.monotonic()))
-        assert event["type"] in ("commit", "heartbeat"), event
-        if event["type"] == "commit":
-            got.append(event)
-    end = time.monotonic() + quiet
-    while time.monotonic() < end:
-        try:
-            event = events.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        assert event["type"] == "heartbeat", f"an event more than the {n} commits: {event}"
-    return got
+    """The next `n` commits of a control-socket watch, then `quiet` seconds of heartbeats only."""
+    return take_commits(
+        events,
+        n,
+        is_commit=lambda e: e["type"] == "commit",
+        is_idle=lambda e: e["type"] == "heartbeat",
+        quiet=quiet,
+    )
 
 
 def make_table(path: str, wal: bool) -> None:
