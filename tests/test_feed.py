@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from hoodydb.cli.watch import format_event
 from hoodydb.fs.feed import SEQUENCE_FILE, Commit, CommitFeed, Missed
 
 
@@ -123,3 +124,14 @@ def test_a_database_whose_file_is_gone_is_forgotten_at_close(tmp_path: Path) -> 
     publish(feed, "gone.db", 2)
     feed.close()
     assert json.loads((tmp_path / ".hoodydb" / SEQUENCE_FILE).read_text()) == {"kept.db": 2}
+
+
+def test_watch_lines_name_the_token_of_an_api_commit_and_only_then() -> None:
+    native = Commit("app.db", 7, 0.0, 4711, "python worker.py", 3, "wal").as_dict()
+    api = Commit("app.db", 8, 0.0, 4242, "hoodydb serve", 1, "wal", token="ingest").as_dict()
+    assert native["token"] is None and api["token"] == "ingest"
+    native_line, api_line = format_event(native), format_event(api)
+    assert native_line is not None and api_line is not None
+    assert native_line.endswith("app.db  #7  3 pages  pid 4711  python worker.py")
+    assert api_line.endswith("app.db  #8  1 pages  pid 4242  hoodydb serve  (token ingest)")
+    assert format_event(Missed("app.db", 3, 5).as_dict()) == "missed 3 commits of app.db (#3..#5)"
