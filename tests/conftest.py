@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from serve_process import ServeProcess
 
-from hoodydb.fs.process import MountProcess
+from hoodydb.fs.process import MountProcess, force_unmount
 from tests.stages import RunTimeGuard, needed_markers
 
 _guard = RunTimeGuard()
@@ -90,6 +91,20 @@ def mount_factory(tmp_path: Path) -> Iterator[MountFactory]:
 def mounted(mount_factory: MountFactory) -> Mounted:
     """A mount with the default policy (beside)."""
     return mount_factory()
+
+
+@pytest.fixture
+def serve_and_mount(tmp_path: Path) -> Iterator[tuple[ServeProcess, Path]]:
+    """`hoodydb serve` with its mount, on defaults: the server and the mountpoint."""
+    assert shutil.which("sqlite3"), "the sqlite3 CLI is required"
+    data, mnt = tmp_path / "data", tmp_path / "mnt"
+    server = ServeProcess(["--data", str(data), "--mount", str(mnt)], tmp_path)
+    try:
+        server.start()
+        yield server, mnt
+    finally:
+        server.stop()
+        force_unmount(mnt)  # only matters if serve itself died before it could unmount
 
 
 @pytest.fixture(scope="session")

@@ -6,29 +6,37 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 Event = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How a feed's events say what they are: the key, and its value for a commit and for a
+    heartbeat."""
+
+    key: str
+    commit: str
+    idle: str
+
+
+WATCH = Shape("type", "commit", "heartbeat")  # the control socket's JSON lines
+SSE = Shape("event", "commit", "comment")  # the API's server-sent events, as tests parse them
+
+
 def take_commits(
-    events: queue.Queue[Event],
-    n: int,
-    *,
-    is_commit: Callable[[Event], bool],
-    is_idle: Callable[[Event], bool],
-    quiet: float = 1.0,
-    within: float = 60.0,
+    events: queue.Queue[Event], n: int, shape: Shape, quiet: float = 1.0, within: float = 60.0
 ) -> list[Event]:
-    """The next `n` commits, with only idle events (heartbeats) between them; then `quiet`
-    seconds with nothing but idle events. Anything else (a `missed`, an extra commit) fails."""
+    """The next `n` commits, with only heartbeats between them; then `quiet` seconds with nothing
+    but heartbeats. Anything else (a `missed`, an extra commit) fails."""
     got: list[Event] = []
     deadline = time.monotonic() + within
     while len(got) < n:
         event = events.get(timeout=max(0.1, deadline - time.monotonic()))
-        assert is_commit(event) or is_idle(event), event
-        if is_commit(event):
+        assert event[shape.key] in (shape.commit, shape.idle), event
+        if event[shape.key] == shape.commit:
             got.append(event)
     end = time.monotonic() + quiet
     while time.monotonic() < end:
@@ -36,5 +44,5 @@ def take_commits(
             event = events.get(timeout=0.1)
         except queue.Empty:
             continue
-        assert is_idle(event), f"an event more than the {n} commits: {event}"
+        assert event[shape.key] == shape.idle, f"an event more than the {n} commits: {event}"
     return got

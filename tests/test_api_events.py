@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,26 +21,12 @@ import pytest
 from serve_process import ServeProcess
 
 from hoodydb import control_client
-from hoodydb.fs.process import force_unmount
-from tests.feed_events import take_commits
+from tests.feed_events import SSE, take_commits
 from tests.proc_stats import rss_kib
 
 # Each test runs serve with its mount: http and fuse both (the http stage runs them).
 pytestmark = pytest.mark.fuse
 EVENTS = "/api/v1/sqlite/events"
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, Path]]:
-    assert shutil.which("sqlite3"), "the sqlite3 CLI is required"
-    data, mnt = tmp_path / "data", tmp_path / "mnt"
-    server = ServeProcess(["--data", str(data), "--mount", str(mnt)], tmp_path)
-    try:
-        server.start()
-        yield server, mnt
-    finally:
-        server.stop()
-        force_unmount(mnt)
 
 
 def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -92,14 +77,7 @@ def subscribed(server: ServeProcess, **params: Any) -> Iterator[queue.Queue[dict
 
 
 def next_commits(events: queue.Queue[dict[str, Any]], n: int, quiet: float = 1.0) -> list[dict[str, Any]]:
-    """The next `n` commit events of an SSE stream, then `quiet` seconds of heartbeats only."""
-    return take_commits(
-        events,
-        n,
-        is_commit=lambda e: e["event"] == "commit",
-        is_idle=lambda e: e["event"] == "comment",
-        quiet=quiet,
-    )
+    return take_commits(events, n, SSE, quiet)
 
 
 def sql(server: ServeProcess, db: str, *items: dict[str, Any]) -> httpx.Response:
@@ -115,8 +93,10 @@ print(os.getpid(), flush=True)
 """
 
 
-def test_http_and_native_commits_in_one_feed_with_their_pids(served: tuple[ServeProcess, Path]) -> None:
-    server, mnt = served
+def test_http_and_native_commits_in_one_feed_with_their_pids(
+    serve_and_mount: tuple[ServeProcess, Path],
+) -> None:
+    server, mnt = serve_and_mount
     assert server.proc is not None
     create = "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, src TEXT UNIQUE)"
     subprocess.run(["sqlite3", str(mnt / "app.db"), create], check=True, capture_output=True)
@@ -165,9 +145,9 @@ conn.execute("INSERT INTO t(src) VALUES ('forged')")
 
 
 def test_each_http_commit_names_its_token_and_nobody_else_can_claim_one(
-    served: tuple[ServeProcess, Path], tmp_path: Path
+    serve_and_mount: tuple[ServeProcess, Path], tmp_path: Path
 ) -> None:
-    server, mnt = served
+    server, mnt = serve_and_mount
     create = "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, src TEXT)"
     subprocess.run(["sqlite3", str(mnt / "app.db"), create], check=True, capture_output=True)
     make = [sys.executable, "-m", "hoodydb", "token", "create", "--data", str(tmp_path / "data")]
@@ -205,9 +185,9 @@ def test_each_http_commit_names_its_token_and_nobody_else_can_claim_one(
 
 
 def test_a_database_scoped_token_follows_its_own_databases_only(
-    served: tuple[ServeProcess, Path], tmp_path: Path
+    serve_and_mount: tuple[ServeProcess, Path], tmp_path: Path
 ) -> None:
-    server, mnt = served
+    server, mnt = serve_and_mount
     (mnt / "reports").mkdir()
     for name in ("app.db", "reports/q1.db"):
         subprocess.run(["sqlite3", str(mnt / name), "CREATE TABLE t(x)"], check=True)
@@ -222,8 +202,8 @@ def test_a_database_scoped_token_follows_its_own_databases_only(
     assert got["data"]["db"] == "reports/q1.db" and got["id"] == {"reports/q1.db": got["data"]["seq"]}
 
 
-def test_a_resumed_stream_misses_nothing(served: tuple[ServeProcess, Path]) -> None:
-    server, mnt = served
+def test_a_resumed_stream_misses_nothing(serve_and_mount: tuple[ServeProcess, Path]) -> None:
+    server, mnt = serve_and_mount
     db = str(mnt / "r.db")
     subprocess.run(["sqlite3", db, "CREATE TABLE t(x)"], check=True)
     with subscribed(server, db="*.db") as events:
@@ -244,8 +224,10 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def test_a_hundred_idle_subscribers_cost_no_cpu_and_bounded_memory(served: tuple[ServeProcess, Path]) -> None:
-    server, mnt = served
+def test_a_hundred_idle_subscribers_cost_no_cpu_and_bounded_memory(
+    serve_and_mount: tuple[ServeProcess, Path],
+) -> None:
+    server, mnt = serve_and_mount
     assert server.proc is not None
     daemon = int(control_client.query(control_client.socket_path(mnt))["pid"])
     subprocess.run(["sqlite3", str(mnt / "idle.db"), "CREATE TABLE t(x)"], check=True)

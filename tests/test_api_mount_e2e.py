@@ -7,32 +7,17 @@ lock table and admission gate: nobody may see "database is locked", and every ro
 from __future__ import annotations
 
 import concurrent.futures
-import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from serve_process import ServeProcess
 
-from hoodydb.fs.process import force_unmount, is_mounted
+from hoodydb.fs.process import is_mounted
 
 WRITERS = 20
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[ServeProcess, Path]]:
-    assert shutil.which("sqlite3"), "the sqlite3 CLI is required"
-    data, mnt = tmp_path / "data", tmp_path / "mnt"
-    server = ServeProcess(["--data", str(data), "--mount", str(mnt)], tmp_path)
-    try:
-        server.start()
-        yield server, mnt
-    finally:
-        server.stop()
-        force_unmount(mnt)  # only matters if serve itself died before it could unmount
 
 
 def http_writer(server: ServeProcess, n: int) -> tuple[int, str]:
@@ -51,9 +36,9 @@ def http_writer(server: ServeProcess, n: int) -> tuple[int, str]:
 @pytest.mark.fuse
 @pytest.mark.parametrize("journal_mode", ["delete", "wal"])
 def test_http_and_native_writers_share_one_database(
-    served: tuple[ServeProcess, Path], journal_mode: str
+    serve_and_mount: tuple[ServeProcess, Path], journal_mode: str
 ) -> None:
-    server, mnt = served
+    server, mnt = serve_and_mount
     assert server.client.post("/api/v1/sqlite/databases", json={"path": "shared.db"}).status_code == 201
     create = {"transaction": [{"statement": "CREATE TABLE t (id INTEGER PRIMARY KEY, src TEXT, n INTEGER)"}]}
     assert server.client.post("/api/v1/sqlite/db", params={"db": "shared.db"}, json=create).status_code == 200
@@ -99,8 +84,8 @@ def test_http_and_native_writers_share_one_database(
 
 
 @pytest.mark.fuse
-def test_serve_stops_the_api_then_unmounts(served: tuple[ServeProcess, Path]) -> None:
-    server, mnt = served
+def test_serve_stops_the_api_then_unmounts(serve_and_mount: tuple[ServeProcess, Path]) -> None:
+    server, mnt = serve_and_mount
     assert is_mounted(mnt)
     assert server.client.post("/api/v1/sqlite/databases", json={"path": "kv.db"}).status_code == 201
     value = {"through": "the mount"}
@@ -112,10 +97,10 @@ def test_serve_stops_the_api_then_unmounts(served: tuple[ServeProcess, Path]) ->
 
 
 @pytest.mark.fuse
-def test_a_hangup_stops_serve_and_its_mount(served: tuple[ServeProcess, Path]) -> None:
+def test_a_hangup_stops_serve_and_its_mount(serve_and_mount: tuple[ServeProcess, Path]) -> None:
     """The mount runs in a session of its own, so the terminal's hangup reaches only serve,
     which must then take the mount down with it rather than leave it orphaned."""
-    server, mnt = served
+    server, mnt = serve_and_mount
     assert server.proc is not None and is_mounted(mnt)
     server.proc.send_signal(signal.SIGHUP)
     assert server.proc.wait(30) == 0, server.stderr()

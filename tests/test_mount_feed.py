@@ -19,7 +19,7 @@ import pytest
 
 from hoodydb import control_client
 from tests.conftest import Mounted, MountFactory
-from tests.feed_events import take_commits
+from tests.feed_events import WATCH, take_commits
 
 # Commits `commits` times, and rolls back a transaction between two commits; a rolled back one
 # after a cache spill too (cache_size=2 pages and 40 KiB of rows: SQLite writes them to the WAL, or
@@ -73,14 +73,7 @@ def watching(m: Mounted, db: str = "*", since: int | None = None) -> Iterator[qu
 
 
 def commits(events: queue.Queue[dict[str, Any]], n: int, quiet: float = 1.0) -> list[dict[str, Any]]:
-    """The next `n` commits of a control-socket watch, then `quiet` seconds of heartbeats only."""
-    return take_commits(
-        events,
-        n,
-        is_commit=lambda e: e["type"] == "commit",
-        is_idle=lambda e: e["type"] == "heartbeat",
-        quiet=quiet,
-    )
+    return take_commits(events, n, WATCH, quiet)
 
 
 def make_table(path: str, wal: bool) -> None:
