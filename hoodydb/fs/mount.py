@@ -117,17 +117,15 @@ def run(opts: MountOptions) -> None:
         working=activity.working,
         host_busy=activity.host_busy,
     )
+    root = opts.backing.resolve()
     # The last sequence numbers live in the backing directory's state dir, beside the API's token.
-    state_dir = opts.backing.resolve() / STATE_DIR_NAME
-    feed = CommitFeed(state_dir, root=opts.backing.resolve()) if settings.commit_feed else None
+    feed = CommitFeed(root / STATE_DIR_NAME, root=root) if settings.commit_feed else None
     ops = Passthrough(
         str(opts.backing),
         manager,
         attr_timeout=ATTR_TIMEOUT_S,
         kernel_cache=settings.kernel_cache,
-        commits=CommitWatch(str(opts.backing.resolve()), feed, serve_pid=_serve_pid())
-        if feed is not None
-        else None,
+        commits=CommitWatch(str(root), feed, serve_pid=_serve_pid()) if feed is not None else None,
     )
 
     pin = (
@@ -138,11 +136,11 @@ def run(opts: MountOptions) -> None:
 
     # Resolved now: libfuse moves the daemon to / once mounted, and a relative path would then
     # name the wrong directory.
-    mountpoint, backing = str(opts.mountpoint.resolve()), str(opts.backing.resolve())
+    mountpoint, backing = str(opts.mountpoint.resolve()), str(root)
 
     replication = (
         Replication(
-            backing=opts.backing.resolve(),
+            backing=root,
             mountpoint=mountpoint,
             replica=settings.replica,
             binary=locate(settings.litestream),
