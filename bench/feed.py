@@ -125,16 +125,18 @@ def run(targets: dict[str, Target], quick: bool, repeat: int, say: Callable[[str
     return out
 
 
+def _workload(spec: WorkloadSpec) -> str:
+    return f"{spec.writers} writer{'s' if spec.writers > 1 else ''}, {spec.journal_mode}"
+
+
 def cpu_table(results: list[Cell]) -> str:
     mounts = COLUMNS[1:]
     head = "| workload | " + " | ".join(f"{c} µs" for c in mounts) + " | on - off µs | watched - off µs |"
     lines = [head, "|" + " --- |" * (1 + len(mounts) + 2)]
     for cell in results:
         m = {c: cell.cpu(c) for c in mounts}
-        s = cell.spec
-        name = f"{s.writers} writer{'s' if s.writers > 1 else ''}, {s.journal_mode}"
         lines.append(
-            f"| {name} | "
+            f"| {_workload(cell.spec)} | "
             + " | ".join(f"{m[c]:.0f}" for c in mounts)
             + f" | {m[ON] - m[OFF]:+.0f} | {m[WATCHED] - m[OFF]:+.0f} |"
         )
@@ -152,10 +154,8 @@ def table(results: list[Cell]) -> str:
     lines = [head, "|" + " --- |" * (1 + len(COLUMNS) + 3)]
     for cell in results:
         m = {c: cell.median(c) for c in COLUMNS}
-        s = cell.spec
-        name = f"{s.writers} writer{'s' if s.writers > 1 else ''}, {s.journal_mode}, {s.expected} INSERTs"
         lines.append(
-            f"| {name} | "
+            f"| {_workload(cell.spec)}, {cell.spec.expected} INSERTs | "
             + " | ".join(f"{m[c]:.0f}" for c in COLUMNS)
             + f" | {m[ON] / m[OFF]:.3f} | {m[WATCHED] / m[OFF]:.3f} | {m[OFF] / m[NATIVE]:.2f} |"
         )

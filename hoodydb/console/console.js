@@ -135,8 +135,10 @@ async function connect(token) {
   const fromHash = new URLSearchParams(location.hash.slice(1)).get('db');
   if (fromHash) selectDatabase(fromHash);
   else /** @type {HTMLElement | null} */ (document.querySelector(scope.kvOnly ? '#open-db' : '.db-list button'))?.focus();
-  if (!scope.kvOnly) startPolling();
-  if (!scope.kvOnly) followCommits();
+  if (!scope.kvOnly) {
+    startPolling();
+    followCommits();
+  }
 }
 
 // --- commits --------------------------------------------------------------------------------
