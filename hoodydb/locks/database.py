@@ -127,21 +127,15 @@ class Database:
                 self._begin_beside(req, Aside.READ_ONLY, learn=False)
             return Outcome.GRANTED
         beside = self.settings.policy is Policy.BESIDE
-        reason = Reason.WRITER
         if beside:
-            intent = self.intents.of(req.owner)
             reads = not protocol.is_write_start(req) and not self.gate.is_admitted(req.owner)
-            if intent is Intent.READER and reads:
+            if self.intents.of(req.owner) is Intent.READER and reads:
                 self._begin_beside(req, Aside.READER, learn=True)
                 return Outcome.GRANTED
             predicted = self.intents.predicts_read(req.owner) and not protocol.is_write_start(req)
             if predicted and reads and self.settings.speculative_reads and protocol.is_read_slot(req):
                 self._begin_beside(req, Aside.SPECULATIVE, learn=False)
                 return Outcome.GRANTED
-            if predicted:
-                reason = Reason.PREDICTED_READER
-            elif intent is Intent.NEW:
-                reason = Reason.NEW
         ticket = Ticket(
             req.owner,
             req.pid,
@@ -154,7 +148,7 @@ class Database:
             # retry (`retry_grace`).
             reserve_on_handoff=f.role is FileRole.SHM and req.locks not in (Lock.WRITE, Lock.READ0),
             read0=req.locks == Lock.READ0,
-            reason=reason,
+            reason=self._reason(req.owner, write_start=protocol.is_write_start(req)),
             window=beside,
             on_stall=self._on_stall(req) if beside else OnStall.WAIT,
         )
@@ -162,6 +156,42 @@ class Database:
         if outcome is Outcome.GRANTED:
             self._note_first_transaction(req)
         return outcome
+
+    def probe(self, f: LockedFile, req: LockRequest, deadline: float, abort: AbortCheck) -> None:
+        """A new connection asks who holds DMS (F_GETLK), its first step before it maps the -shm.
+
+        In a crowd (`LockSettings.crowd` starts waiting) it waits in line here rather than at
+        its read slot, so the waiting clients have not mapped the -shm: each mapping makes every
+        writeback of the -shm's pages cost more (the kernel write-protects each dirty page in
+        every mapping), and a FUSE shared mapping is written back at every unmap and close.
+        Admitted, the turn is kept for its read slot (`reservation`). Whatever the wait's end,
+        the probe is answered: it starts no transaction, and its read slot decides."""
+        crowd = self.settings.crowd
+        if not crowd or self.gate.waiting < crowd or f.holds(req.owner):
+            return
+        if req.owner in self.ro_owners or req.owner in self.beside or self.gate.is_admitted(req.owner):
+            return
+        beside = self.settings.policy is Policy.BESIDE
+        if beside and self.intents.of(req.owner) is Intent.READER:
+            return  # its transactions run beside: nothing to wait for
+        ticket = Ticket(
+            req.owner,
+            req.pid,
+            self.clock(),
+            reserve_on_handoff=True,
+            reason=self._reason(req.owner, write_start=False),
+            window=beside,
+            on_stall=OnStall.READ_BESIDE if beside else OnStall.WAIT,
+        )
+        self._take_turn(ticket, req, deadline, abort, start=False)
+
+    def _reason(self, owner: Owner, *, write_start: bool) -> Reason:
+        """Where a start of `owner` waits: what its last transaction did decides (`beside`)."""
+        if self.settings.policy is not Policy.BESIDE:
+            return Reason.WRITER
+        if self.intents.predicts_read(owner) and not write_start:
+            return Reason.PREDICTED_READER
+        return Reason.NEW if self.intents.of(owner) is Intent.NEW else Reason.WRITER
 
     @staticmethod
     def _on_stall(req: LockRequest) -> OnStall:
@@ -275,9 +305,12 @@ class Database:
         return settings.busy_patience if self.host_busy() else settings.reader_patience
 
     def _take_turn(
-        self, ticket: Ticket, req: LockRequest, deadline: float | None, abort: AbortCheck
+        self, ticket: Ticket, req: LockRequest, deadline: float | None, abort: AbortCheck, start: bool = True
     ) -> Outcome:
-        """Admit the ticket's owner at once if nobody holds or waits for the turn, else wait in line."""
+        """Admit the ticket's owner at once if nobody holds or waits for the turn, else wait in line.
+
+        `start`: a transaction start, which reads beside instead where waiting cannot help (not
+        a DMS probe: it has no transaction to run)."""
         gate = self.gate
         self.tick(self.clock())
         if gate.try_enter(req.owner, req.pid, ticket.reason, ticket.window):
@@ -313,7 +346,8 @@ class Database:
             waiter, lambda: ticket.admitted or ticket.released is not None, progress, abort, tick
         )
         if ticket.released is OnStall.READ_BESIDE:
-            self._begin_beside(req, Aside.WRITER_ASLEEP, learn=False)
+            if start:
+                self._begin_beside(req, Aside.WRITER_ASLEEP, learn=False)
             return Outcome.GRANTED
         if ticket.released is OnStall.REFUSE:
             gate.counters.refused_writes += 1
@@ -334,6 +368,8 @@ class Database:
                 counters.refused_full += 1
             else:
                 counters.timeouts += 1
+            if not start:
+                return outcome
             if outcome is Outcome.TIMEOUT and protocol.is_read_slot(req):
                 # WAL: SQLite retries a refused read slot 100 times, silently, then fails with
                 # "locking protocol". Read beside instead: a writer is then refused its WRITE lock

@@ -135,6 +135,9 @@ class LockManager:
             if f is None:
                 return None
             if f.role is FileRole.SHM and req.locks == Lock.DMS and self.policy is not Policy.OFF:
+                db = self._dbs.get(req.db) if req.db is not None else None
+                if db is not None:
+                    db.probe(f, req, self.clock() + self.settings.lock_timeout, abort)
                 self._wait_out_shm_init(f, req.owner, abort)
             found = f.table.first_conflict(req.owner, req.start, req.end, req.kind)
             if found is None:

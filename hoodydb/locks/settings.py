@@ -28,6 +28,7 @@ DEFAULT_POLL_INTERVAL = 0.1
 DEFAULT_MAX_WAITERS = 200
 DEFAULT_HEAD_TICK = 1.0
 DEFAULT_SHM_INIT_POLL = 0.002
+DEFAULT_CROWD = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +106,11 @@ class LockSettings:
     # How often a DMS probe looks again while the first connection (re)builds the -shm: its
     # downgrade from WRLCK to RDLCK wakes nobody.
     shm_init_poll: float = DEFAULT_SHM_INIT_POLL
+
+    # WAL: while this many transaction starts or more wait for the turn, a new connection waits
+    # in line at its DMS probe, before it maps the -shm, and its first transaction runs in the
+    # turn it gets there. The kernel writes a shared FUSE mapping back whenever a process unmaps
+    # it or closes the file, and write-protects each dirty page in every process that maps it: with
+    # thousands of clients queued at their read slot (-shm mapped), each one's exit walked
+    # thousands of mappings while the next writer's page faults waited for it. 0: never.
+    crowd: int = DEFAULT_CROWD

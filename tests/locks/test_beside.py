@@ -23,6 +23,7 @@ from tests.locks.harness import (
     PENDING,
     RESERVED,
     SHARED,
+    SHM,
     SLOT,
     SOON,
     WHOLE,
@@ -293,6 +294,83 @@ def test_the_window_never_passes_while_the_owner_rebuilds_the_index(mgr: LockMan
     assert beside(mgr) == [first.pid]
     first.end()
     w.end()
+
+
+# -- a crowd: newcomers wait before they map the -shm -----------------------------------------------
+
+
+def crowd_behind_a_writer(mgr: LockManager) -> tuple[Client, list[tuple[Client, Bg]]]:
+    """A writer holding the turn with its WRITE lock, and two writers queued at their read slots."""
+    holder = writer(mgr, 1, wal=True)
+    queued = [writer(mgr, owner, wal=True) for owner in (2, 3)]
+    assert holder.wal_begin() == (0, 0)
+    assert holder.shmf(W, WRITE_LOCK) == 0
+    waits = [(q, Bg(q.wal_begin)) for q in queued]
+    wait_until(lambda: waiting(mgr) == 2)
+    return holder, waits
+
+
+def commit(c: Client) -> None:
+    assert c.shmf(U, WRITE_LOCK) == 0
+    assert c.shmf(U, SLOT) == 0
+
+
+def test_in_a_crowd_a_new_connection_waits_in_line_before_it_maps_the_shm() -> None:
+    """4,000 one-shot WAL clients: each waiting one had mapped the -shm, and every exit's
+    writeback walked every mapping. In a crowd the DMS probe waits for a turn, and the
+    connection's first transaction runs in that turn: its read slot is granted at once."""
+    mgr = make(crowd=2)
+    mgr.name_database(DB, "db")
+    holder, waits = crowd_behind_a_writer(mgr)
+    new = client(mgr, 9)
+    assert new.begin() == 0  # SHARED on the database, kept in WAL mode
+    probe = Bg(lambda: new.getlk(SHM, FileRole.SHM, W, DMS))
+    assert probe.blocked()
+    assert waiting(mgr) == 3
+    commit(holder)
+    for q, wait in waits:
+        assert wait.get() == (0, 1)  # in arrival order, ahead of the newcomer
+        q.wal_write()
+        assert probe.blocked(settle=0.01)
+        assert q.shmf(U, SLOT) == 0
+    conflict = probe.get()
+    assert conflict is not None and conflict.kind is R  # the others' DMS: it joins them
+    assert admitted_pid(mgr) == new.pid  # the turn is kept for its first transaction
+    assert new.shmf(R, DMS) == 0
+    assert new.wal_begin() == (0, 0)  # no second wait, no EAGAIN
+    new.wal_write()
+    assert new.shmf(U, SLOT) == 0
+    counters = db_snapshot(mgr, "db")["counters"]
+    assert (counters["waits"], counters["timeouts"]) == (3, 0)
+    mgr.shutdown()
+
+
+def test_below_the_crowd_and_for_read_only_opens_the_probe_is_answered_at_once() -> None:
+    mgr = make(crowd=3)
+    mgr.name_database(DB, "db")
+    holder, waits = crowd_behind_a_writer(mgr)
+    early = client(mgr, 9)
+    assert early.begin() == 0
+    assert Bg(lambda: early.getlk(SHM, FileRole.SHM, W, DMS)).get().kind is R  # 2 waiting: no crowd
+    assert early.shmf(R, DMS) == 0
+    waits.append((early, Bg(early.wal_begin)))
+    wait_until(lambda: waiting(mgr) == 3)
+    reader = client(mgr, 10, readonly=True)
+    Bg(reader.wal_open).get()  # a read-only open never takes a turn, so it never waits for one
+    late = client(mgr, 11)
+    assert late.begin() == 0
+    probe = Bg(lambda: late.getlk(SHM, FileRole.SHM, W, DMS))
+    assert probe.blocked()  # (the crowd is there)
+    commit(holder)
+    for q, wait in waits:
+        assert wait.get() == (0, 1)
+        q.wal_write()
+        assert q.shmf(U, SLOT) == 0
+    assert probe.get() is not None
+    assert late.shmf(R, DMS) == 0
+    assert late.wal_begin() == (0, 0)
+    assert late.shmf(U, SLOT) == 0
+    mgr.shutdown()
 
 
 # -- rollback journal: readers beside, a commit waits for them ----------------------------------------
