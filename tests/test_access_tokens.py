@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hoodydb.access import store
+from hoodydb.access import store, verifier
 from hoodydb.access.scope import Scope, check_glob
 from hoodydb.api.openapi import document
 from hoodydb.cli.token import parse_duration
@@ -62,6 +63,53 @@ def test_only_the_hash_is_stored_and_it_verifies(tmp_path: Path) -> None:
     assert store.verify_secret(secret, record.hash)
     assert not store.verify_secret(secret + "x", record.hash)
     assert not store.verify_secret(secret, record.hash.replace("scrypt", "md5"))
+
+
+def test_wrong_secrets_for_one_id_are_throttled_without_locking_out_the_right_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each wrong secret costs an scrypt run: past the window's allowance they are refused
+    unchecked until the window ends. A secret already verified still passes, and other ids are
+    not affected."""
+    made = [
+        store.create_token(
+            tmp_path, name=n, read_only=False, databases=[], kv_only=False, expires_at=None, now=1.0
+        )
+        for n in ("app", "other")
+    ]
+    app, other = made
+    now = [100.0]
+    checks = []
+    real_verify = store.verify_secret
+
+    def counted(secret: str, stored: str) -> bool:
+        checks.append(secret)
+        return real_verify(secret, stored)
+
+    monkeypatch.setattr(store, "verify_secret", counted)
+    v = verifier.TokenVerifier([], tmp_path, clock=lambda: now[0])
+    wrong = app.rsplit("_", 1)[0] + "_not-the-secret"
+
+    async def check(token: str) -> Scope | verifier.Refusal:
+        return await v.check(token.encode())
+
+    async def run() -> None:
+        assert isinstance(await check(app), Scope)  # verified, and remembered
+        for _ in range(verifier.WRONG_SECRETS_PER_WINDOW):
+            assert (await check(wrong)) == verifier.Refusal(verifier.UNKNOWN, "invalid bearer token")
+        assert len(checks) == 1 + verifier.WRONG_SECRETS_PER_WINDOW
+        now[0] += 15
+        refused = await check(wrong)
+        assert isinstance(refused, verifier.Refusal) and refused.reason == verifier.THROTTLED
+        assert refused.retry_after == verifier.WRONG_SECRET_WINDOW_S - 15
+        assert len(checks) == 1 + verifier.WRONG_SECRETS_PER_WINDOW  # no scrypt run for it
+        assert isinstance(await check(app), Scope)  # the right one was verified before
+        assert isinstance(await check(other), Scope)  # another id is checked as usual
+        now[0] += verifier.WRONG_SECRET_WINDOW_S
+        assert (await check(wrong)).reason == verifier.UNKNOWN  # type: ignore[union-attr]
+
+    asyncio.run(run())
+    assert len(checks) == 3 + verifier.WRONG_SECRETS_PER_WINDOW
 
 
 @pytest.mark.parametrize("token", ["", "hdb", "hdb__x", "hdb_XYZ_secret", "abc_0123456789abcdef_s", "x"])

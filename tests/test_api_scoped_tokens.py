@@ -22,6 +22,7 @@ import httpx
 import pytest
 from serve_process import ServeProcess
 
+from hoodydb.access.verifier import WRONG_SECRET_WINDOW_S, WRONG_SECRETS_PER_WINDOW
 from hoodydb.client import HoodyClient, HoodyHttpError
 from hoodydb.fs.process import force_unmount
 
@@ -353,6 +354,21 @@ def test_revoked_expired_and_unknown_tokens_are_refused_and_counted(served: Serv
         ("401", "missing"),
     ]:
         assert f'hoodydb_auth_refusals_total{{reason="{reason}",status="{status}"}}' in metrics, reason
+
+
+def test_a_flood_of_wrong_secrets_is_throttled_and_the_holder_keeps_working(served: Served) -> None:
+    token = served.token()
+    assert served.call(token, "GET", "/token").status_code == 200
+    guess = token.rsplit("_", 1)[0] + "_guess"
+    for _ in range(WRONG_SECRETS_PER_WINDOW):
+        refused(served.call(guess, "GET", "/token"), 401)
+    response = served.call(guess, "GET", "/token")
+    assert response.status_code == 429, response.text
+    assert response.json()["code"] == "too_many_attempts"
+    assert 1 <= int(response.headers["Retry-After"]) <= WRONG_SECRET_WINDOW_S
+    assert served.call(token, "GET", "/token").status_code == 200
+    metrics = served.server.client.get("/metrics").text
+    assert 'hoodydb_auth_refusals_total{reason="throttled",status="429"}' in metrics
 
 
 def test_403s_are_counted_by_the_scope_they_lack(served: Served) -> None:

@@ -11,6 +11,12 @@
   file changes. A cache miss runs scrypt on a worker thread, never on the event loop, and at most
   two at a time: a flood of wrong secrets for a known id queues behind them instead of taking
   every thread of the pool (and 16 MiB each).
+- Wrong secrets for one token id are throttled: after `WRONG_SECRETS_PER_WINDOW` of them in a
+  window of `WRONG_SECRET_WINDOW_S`, that id's unverified secrets are refused without scrypt
+  (429, `Retry-After`) until the window ends. Whoever knows an id (it is in every token and in
+  `hoodydb token list`) could otherwise keep both scrypt slots busy and make every other new
+  token wait. A secret already verified is remembered, so the holder of the right one is not
+  locked out by someone else's guesses.
 - Last use is kept in memory and written to `tokens-used.json` when a token is first seen and then
   at most once a minute per token.
 """
@@ -23,7 +29,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,24 +45,35 @@ MISSING = "missing"
 UNKNOWN = "unknown"
 REVOKED = "revoked"
 EXPIRED = "expired"
+THROTTLED = "throttled"
 LAST_USE_RESOLUTION_S = 60.0
 # Bounds the memory of verified tokens even if the file is rewritten with many tokens.
 _MAX_REMEMBERED = 10_000
 # scrypt checks running at once (each holds a thread and 16 MiB); the machine may have 2 cores.
 _SCRYPT_AT_ONCE = 2
+# Wrong secrets checked per token id and window; more are refused without a check until it ends.
+WRONG_SECRETS_PER_WINDOW = 10
+WRONG_SECRET_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
 class Refusal:
     reason: str
     message: str
+    retry_after: int | None = None  # seconds, when trying again later can succeed (THROTTLED)
 
 
 class TokenVerifier:
     """Lives on the event loop; `check()` is its only entry point."""
 
-    def __init__(self, admin_tokens: Iterable[str], state_base: Path | None) -> None:
+    def __init__(
+        self,
+        admin_tokens: Iterable[str],
+        state_base: Path | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._admin = [t.encode("utf-8") for t in admin_tokens]
+        self._clock = clock
         self._base = state_base
         self._identity: tuple[int, int, int] | None = None
         self._records: dict[str, store.TokenRecord] = {}
@@ -65,6 +82,7 @@ class TokenVerifier:
         self._last_written: dict[str, float] = {}
         self._writing = False
         self._scrypt_slots = asyncio.Semaphore(_SCRYPT_AT_ONCE)
+        self._wrong: dict[str, tuple[float, int]] = {}  # token id -> (window start, wrong secrets)
 
     def _is_admin(self, token: bytes) -> bool:
         # Every comparison runs, so timing tells nothing about which token (if any) matched.
@@ -90,6 +108,7 @@ class TokenVerifier:
             records = []
         self._records = {r.id: r for r in records}
         self._verified.clear()
+        self._wrong = {k: v for k, v in self._wrong.items() if k in self._records}
         self._identity = identity
 
     async def check(self, raw: bytes | None) -> Scope | Refusal:
@@ -109,8 +128,13 @@ class TokenVerifier:
         key = hashlib.sha256(raw).digest()
         if self._verified.get(key) != record.id:
             async with self._scrypt_slots:
+                # (Asked once a slot is free: the requests queued behind a flood are throttled too.)
+                throttled = self._throttled(record)
+                if throttled is not None:
+                    return throttled
                 verified = await run_in_threadpool(store.verify_secret, parts[1], record.hash)
             if not verified:
+                self._note_wrong(record.id)
                 return Refusal(UNKNOWN, "invalid bearer token")
             if len(self._verified) >= _MAX_REMEMBERED:
                 self._verified.clear()
@@ -126,6 +150,22 @@ class TokenVerifier:
         await self._note_use(record.id, now)
         return record.scope()
 
+    def _throttled(self, record: store.TokenRecord) -> Refusal | None:
+        start, wrong = self._wrong.get(record.id, (0.0, 0))
+        left = start + WRONG_SECRET_WINDOW_S - self._clock()
+        if wrong < WRONG_SECRETS_PER_WINDOW or left <= 0:
+            return None
+        seconds = max(1, int(left + 0.999))
+        message = f"too many wrong secrets for the token {record.name!r}: try again in {seconds} s"
+        return Refusal(THROTTLED, message, retry_after=seconds)
+
+    def _note_wrong(self, token_id: str) -> None:
+        now = self._clock()
+        start, wrong = self._wrong.get(token_id, (now, 0))
+        if now - start >= WRONG_SECRET_WINDOW_S:
+            start, wrong = now, 0
+        self._wrong[token_id] = (start, wrong + 1)
+
     async def _note_use(self, token_id: str, now: float) -> None:
         self._last_use[token_id] = now
         if now - self._last_written.get(token_id, 0.0) < LAST_USE_RESOLUTION_S or self._writing:
@@ -139,4 +179,3 @@ class TokenVerifier:
             log.warning("cannot record the tokens' last use: %s", exc)
         finally:
             self._writing = False
-        self._scrypt_slots = asyncio.Semaphore(_SCRYPT_AT_ONCE)

@@ -1,8 +1,9 @@
 """Bearer-token authentication for every `/api/` route; health, metrics and the OpenAPI document stay open.
 
 The middleware finds the token's scope (`hoodydb/access/verifier.py`), refuses unknown, revoked and
-expired tokens with 401, and a KV-only token's request to any other route with 403. The scope rides
-along in the ASGI scope for the routes' own checks (`hoodydb/api/access.py`).
+expired tokens with 401 (429 while a token id's wrong secrets are throttled), and a KV-only
+token's request to any other route with 403. The scope rides along in the ASGI scope for the
+routes' own checks (`hoodydb/api/access.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hoodydb.access.scope import SQL
 from hoodydb.access.verifier import Refusal, TokenVerifier
-from hoodydb.api.errors import UNAUTHORIZED, error_response, forbidden_response
+from hoodydb.api.errors import TOO_MANY_ATTEMPTS, UNAUTHORIZED, error_response, forbidden_response
 from hoodydb.api.metrics import Metrics
 
 PROTECTED_PREFIX = "/api/"
@@ -45,8 +46,10 @@ class BearerAuthMiddleware:
             return
         found = await self.verifier.check(_bearer(scope))
         if isinstance(found, Refusal):
-            self.metrics.auth_refused.labels("401", found.reason).inc()
-            await error_response(UNAUTHORIZED, found.message)(scope, receive, send)
+            code = UNAUTHORIZED if found.retry_after is None else TOO_MANY_ATTEMPTS
+            response = error_response(code, found.message, retry_after=found.retry_after)
+            self.metrics.auth_refused.labels(str(response.status_code), found.reason).inc()
+            await response(scope, receive, send)
             return
         if found.kv_only and not _kv_route(scope["path"]):
             self.metrics.auth_refused.labels("403", SQL).inc()

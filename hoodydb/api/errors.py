@@ -14,6 +14,7 @@ from hoodydb.sql import errors as codes
 from hoodydb.sql.errors import ForbiddenError, SqlApiError
 
 UNAUTHORIZED = "unauthorized"
+TOO_MANY_ATTEMPTS = "too_many_attempts"
 BODY_TOO_LARGE = "body_too_large"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 UNAVAILABLE = codes.UNAVAILABLE
@@ -40,6 +41,7 @@ STATUS_BY_CODE: dict[str, int] = {
     codes.DB_EXISTS: 409,
     codes.PRECONDITION_FAILED: 412,
     BODY_TOO_LARGE: 413,
+    TOO_MANY_ATTEMPTS: 429,
     # nginx's "client closed request": only metrics and logs see it, the client is gone.
     codes.CLIENT_GONE: 499,
     codes.STORAGE_ERROR: 500,
@@ -61,6 +63,7 @@ def error_response(
     req_idx: int | None = None,
     scope: str | None = None,
     body_unread: bool = False,
+    retry_after: int | None = None,
 ) -> JsonResponse:
     body: dict[str, object] = {"error": message, "code": code}
     if req_idx is not None:
@@ -69,14 +72,14 @@ def error_response(
         body["scope"] = scope
     status = STATUS_BY_CODE.get(code, 500)
     headers: dict[str, str] = {}
-    if status in (401, 413) or body_unread:
+    if status in (401, 413, 429) or body_unread:
         # The request body was not (fully) read, so the connection cannot carry another request:
         # say so, or a keep-alive client sends its next request into a closing socket.
         headers["Connection"] = "close"
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status == 503:
-        headers["Retry-After"] = "1"
+    if retry_after is not None or status == 503:
+        headers["Retry-After"] = str(retry_after or 1)
     return JsonResponse(body, status_code=status, headers=headers)
 
 

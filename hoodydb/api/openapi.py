@@ -46,6 +46,7 @@ _ERRORS = {
     "404": _ERROR,
     "409": _ERROR,
     "413": _ERROR,
+    "429": _ERROR,
     "503": _ERROR,
 }
 
