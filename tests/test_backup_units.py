@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from hoodydb.backup import discovery
 from hoodydb.backup.binary import LitestreamMissing, locate
-from hoodydb.backup.discovery import ROLLBACK_REASON, find_databases
+from hoodydb.backup.discovery import ROLLBACK_REASON, TreeScan
 from hoodydb.backup.litestream_config import ReplicaUrlError, check_url, database_url
 from hoodydb.backup.restore import RestoreError, parse_time, restore
 from hoodydb.backup.status import Tracker
@@ -33,10 +36,41 @@ def test_discovery_finds_wal_and_rollback_databases_and_nothing_else(tmp_path: P
     make(tmp_path / ".hidden" / "x.db", "wal")
     (tmp_path / "notes.txt").write_text("not SQLite")
     (tmp_path / "empty.db").touch()  # created, not yet written
-    found = {f.name: f for f in find_databases(tmp_path)}
+    found = {f.name: f for f in TreeScan(tmp_path).scan()}
     assert sorted(found) == ["a.db", "j.db", "team/deep/b.sqlite"]
     assert found["a.db"].wal and found["team/deep/b.sqlite"].wal
     assert not found["j.db"].wal and found["j.db"].reason == ROLLBACK_REASON
+
+
+def test_a_later_look_reads_only_the_headers_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor looks at the tree every second: an unchanged file costs a stat, not an
+    open and a read. A journal-mode change, a new database and a removed one are all seen."""
+    for i in range(20):
+        make(tmp_path / f"d{i}.db", "wal")
+    make(tmp_path / "j.db", "delete")
+    (tmp_path / "empty.db").touch()
+    tree = TreeScan(tmp_path)
+    assert len(tree.scan()) == 21
+    old = time.time() - 10  # as if written a while ago: a fresh mtime is read again each look
+    for path in tmp_path.iterdir():
+        os.utime(path, (old, old))
+    assert len(tree.scan()) == 21
+    read: list[str] = []
+    real = discovery._header
+    monkeypatch.setattr(discovery, "_header", lambda path: read.append(path) or real(path))
+    assert len(tree.scan()) == 21
+    assert read == []
+    conn = sqlite3.connect(tmp_path / "j.db")
+    assert conn.execute("PRAGMA journal_mode=wal").fetchone() == ("wal",)
+    conn.close()
+    make(tmp_path / "new.db", "wal")
+    (tmp_path / "d3.db").unlink()
+    found = {f.name: f for f in tree.scan()}
+    assert sorted(read) == [str(tmp_path / "j.db"), str(tmp_path / "new.db")]
+    assert found["j.db"].wal and "new.db" in found and "d3.db" not in found
+    assert tree.duration > 0
 
 
 @pytest.mark.parametrize(

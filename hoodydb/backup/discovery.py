@@ -14,6 +14,7 @@ rollback-journal mode; `PRAGMA journal_mode=WAL` writes them to the database fil
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,18 +51,54 @@ def _header(path: str) -> bytes:
         return b""
 
 
-def find_databases(backing: Path) -> list[Found]:
+# A file's identity for the header cache: any write to the header changes the mtime, though
+# perhaps not within the clock tick of the look that read it (as git's index, such a "racy" entry
+# is read again until its mtime is this far in the past).
+_Identity = tuple[int, int, int]
+_RACY_NS = 2_000_000_000
+
+
+class TreeScan:
     """Every SQLite database under `backing` (hoodydb's own state directory and dot-directories
-    left out), sorted by name."""
-    found = []
-    for directory, dirs, files in os.walk(backing):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != STATE_DIR_NAME)
-        for name in files:
-            if name.endswith(SIDE_SUFFIXES):
-                continue
-            header = _header(os.path.join(directory, name))
-            if len(header) < HEADER_BYTES or not header.startswith(MAGIC):
-                continue  # not SQLite, or an empty file not yet written
-            rel = os.path.relpath(os.path.join(directory, name), backing).replace(os.sep, "/")
-            found.append(Found(rel, header[18] == WAL_VERSION and header[19] == WAL_VERSION))
-    return sorted(found, key=lambda f: f.name)
+    left out), sorted by name; asked again and again by the backup supervisor.
+
+    A file's header is read again only when its inode, size or mtime changed, so a look at an
+    unchanged tree costs one stat per file. `duration` is how long the last look took: the
+    supervisor spaces its looks by it, so a very large tree costs a bounded share of a CPU."""
+
+    def __init__(self, backing: Path) -> None:
+        self.backing = backing
+        self.duration = 0.0
+        self._known: dict[str, tuple[_Identity, Found | None]] = {}
+
+    def scan(self) -> list[Found]:
+        started = time.monotonic()
+        found: list[Found] = []
+        known: dict[str, tuple[_Identity, Found | None]] = {}
+        for directory, dirs, files in os.walk(self.backing):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != STATE_DIR_NAME)
+            for name in files:
+                if name.endswith(SIDE_SUFFIXES):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # gone meanwhile
+                identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+                cached = self._known.get(path)
+                entry = cached[1] if cached is not None and cached[0] == identity else self._read(path)
+                racy = time.time_ns() - st.st_mtime_ns < _RACY_NS
+                known[path] = (identity, entry) if not racy else ((0, 0, 0), entry)
+                if entry is not None:
+                    found.append(entry)
+        self._known = known
+        self.duration = time.monotonic() - started
+        return sorted(found, key=lambda f: f.name)
+
+    def _read(self, path: str) -> Found | None:
+        header = _header(path)
+        if len(header) < HEADER_BYTES or not header.startswith(MAGIC):
+            return None  # not SQLite, or an empty file not yet written
+        rel = os.path.relpath(path, self.backing).replace(os.sep, "/")
+        return Found(rel, header[18] == WAL_VERSION and header[19] == WAL_VERSION)
