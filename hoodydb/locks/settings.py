@@ -28,7 +28,7 @@ DEFAULT_POLL_INTERVAL = 0.1
 DEFAULT_MAX_WAITERS = 200
 DEFAULT_HEAD_TICK = 1.0
 DEFAULT_SHM_INIT_POLL = 0.002
-DEFAULT_CROWD = 32
+DEFAULT_CROWD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,5 +112,7 @@ class LockSettings:
     # turn it gets there. The kernel writes a shared FUSE mapping back whenever a process unmaps
     # it or closes the file, and write-protects each dirty page in every process that maps it: with
     # thousands of clients queued at their read slot (-shm mapped), each one's exit walked
-    # thousands of mappings while the next writer's page faults waited for it. 0: never.
+    # thousands of mappings while the next writer's page faults waited for it. Not for small
+    # crowds: the mapping then happens inside the turn, which cost 64 one-shot writers a fifth of
+    # their rate at 32. 0: never.
     crowd: int = DEFAULT_CROWD
