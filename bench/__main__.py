@@ -93,13 +93,16 @@ def run_readers(quick: bool, root: str | None, repeat: int, mount_args: list[str
     print(readers.error_notes(results))
 
 
-def run_burst(quick: bool, root: str | None, mount_args: list[str] | None, counts: str | None) -> None:
+def run_burst(
+    quick: bool, root: str | None, mount_args: list[str] | None, counts: str | None, repeat: int
+) -> None:
     mounts = _mount_targets(mount_args)
     t0 = time.monotonic()
     sizes = tuple(int(n) for n in counts.split(",")) if counts else burst.clients(quick)
     with open_targets(("native",), more_mounts=mounts, root=root) as targets:
-        results = burst.run(targets, sizes, lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"\n## Bursts of one-shot writers ({time.monotonic() - t0:.0f} s)\n")
+        results = burst.run(targets, sizes, lambda line: print(line, file=sys.stderr, flush=True), repeat)
+    median = f", median of {repeat} interleaved runs per row" if repeat > 1 else ""
+    print(f"\n## Bursts of one-shot writers ({time.monotonic() - t0:.0f} s{median})\n")
     print(
         'N `sqlite3 DB "INSERT ..."` processes started at once; on the mount with no busy timeout, '
         f"natively with `.timeout {burst.NATIVE_BUSY_MS}`. vs 64: tx/s over the same target's with "
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=1,
-        help="run each contention, readers and webapp cell N times, interleaved; keep the median",
+        help="run each contention, readers, webapp and burst cell N times, interleaved; keep the median",
     )
     parser.add_argument(
         "--mount-args",
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("readers", "all"):
         run_readers(quick, args.root, max(1, args.repeat), args.mount_args)
     if command in ("burst", "all"):
-        run_burst(quick, args.root, args.mount_args, args.clients)
+        run_burst(quick, args.root, args.mount_args, args.clients, max(1, args.repeat))
     ok = True
     if command in ("webapp", "all"):
         ok = run_webapp(quick, args.root, max(1, args.repeat), args.mount_args)
