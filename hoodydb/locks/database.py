@@ -148,6 +148,7 @@ class Database:
             # retry (`retry_grace`).
             reserve_on_handoff=f.role is FileRole.SHM and req.locks not in (Lock.WRITE, Lock.READ0),
             read0=req.locks == Lock.READ0,
+            view=protocol.is_read_slot(req),
             reason=self._reason(req.owner, write_start=protocol.is_write_start(req)),
             window=beside,
             on_stall=self._on_stall(req) if beside else OnStall.WAIT,
@@ -384,7 +385,7 @@ class Database:
                 self._begin_beside(req, Aside.CYCLE, learn=False)
                 return Outcome.GRANTED
             return outcome
-        if ticket.reserve_on_handoff:
+        if ticket.reserve_on_handoff and not ticket.current:
             # EAGAIN makes SQLite re-read the WAL header and ask again; the turn waits for it.
             return Outcome.BUSY
         return Outcome.GRANTED
@@ -459,6 +460,8 @@ class Database:
     def granted(self, f: LockedFile, req: LockRequest) -> None:
         """`req` was granted: what it tells about the admitted owner's transaction."""
         owner = req.owner
+        if f.role is FileRole.SHM and req.kind is LockKind.WRITE and Lock.WRITE in req.locks:
+            self.gate.index_write(held=True)
         if not self.gate.is_admitted(owner):
             return
         self.gate.note_thread(owner, req.pid)
@@ -479,6 +482,8 @@ class Database:
 
     def released(self, f: LockedFile, owner: Owner, locks: Lock) -> None:
         """`owner` let go of `locks` on `f` (an unlock, a close, a dropped file)."""
+        if f.role is FileRole.SHM and Lock.WRITE in locks:
+            self.gate.index_write(held=f.held_by_anyone(Lock.WRITE))
         admission = self.gate.admission_of(owner)
         if admission is not None and self._transaction_over(owner):
             if protocol.in_wal_mode(self.shm, owner):

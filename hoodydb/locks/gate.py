@@ -59,6 +59,10 @@ class Ticket:
     window: bool = False  # its turn is a window (policy `beside`)
     on_stall: OnStall = OnStall.WAIT  # if the turn's writer sleeps in its transaction (`release_stalled`)
     read0: bool = False  # a WAL read start on READ0: granted on hand-off with a retry grace instead
+    # A WAL read start (its request carries a view of the WAL index): on hand-off `current` says
+    # whether that view can still be the index's, and then it is granted as it asked.
+    view: bool = False
+    current: bool = False
     wake: Callable[[], None] = lambda: None  # it is admitted
     on_head: Callable[[], None] = lambda: None  # it became first in the queue (`AdmissionGate.head`)
     admitted: bool = False
@@ -134,6 +138,10 @@ class AdmissionGate:
     # hand-off wakes them all, and looks through the lanes only for such an owner.
     _tickets: dict[Owner, int] = field(default_factory=dict)
     _stallable: int = 0  # waiting tickets that do not wait for a sleeping writer (`release_stalled`)
+    # The WAL index changes only under the -shm's WRITE lock: when it was last taken or let go,
+    # and whether it is held now (`index_write`).
+    index_moved_at: float = float("-inf")
+    index_writing: bool = False
 
     @property
     def queue(self) -> list[Ticket]:
@@ -169,6 +177,19 @@ class AdmissionGate:
             self.counters.transactions += 1
             return True
         return False
+
+    def index_write(self, held: bool) -> None:
+        """The -shm's WRITE lock was granted (`held`) or let go: the WAL index may change."""
+        self.index_moved_at = self.clock()
+        self.index_writing = held
+
+    def _view_is_current(self, ticket: Ticket) -> bool:
+        """Can the WAL index still be as the ticket's start saw it (`LockSettings.view_age`)?"""
+        return (
+            ticket.view
+            and not self.index_writing
+            and self.index_moved_at < ticket.since - self.settings.view_age
+        )
 
     def _open_window(self, admission: Admission, now: float, window: bool) -> None:
         admission.window_until = now + self.settings.window if window and not admission.wrote else None
@@ -378,16 +399,18 @@ class AdmissionGate:
             self.counters.led += 1
         head = lane.popleft()
         self.moved_at = now
+        head.current = self._view_is_current(head)
+        reserve = head.reserve_on_handoff and not head.current
         self.admitted = Admission(
             head.owner,
             head.pid,
             now,
-            reserved_until=now + self.settings.reservation if head.reserve_on_handoff else None,
+            reserved_until=now + self.settings.reservation if reserve else None,
             reason=head.reason,
             ends_with_write=head.reason is Reason.WRITE_FROM_BESIDE,
-            retry_grace=head.read0,
+            retry_grace=head.read0 and not head.current,
         )
-        if not head.reserve_on_handoff:  # (a reserved turn opens its window when it is used)
+        if not reserve:  # (a reserved turn opens its window when it is used)
             self._open_window(self.admitted, now, head.window)
         self.counters.transactions += 1
         woken = [head]

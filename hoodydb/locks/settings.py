@@ -24,6 +24,7 @@ DEFAULT_BUSY_WINDOW = 1.0
 DEFAULT_BUSY_PATIENCE = 10.0
 DEFAULT_EXCLUSIVE_PRIORITY = 1.0
 DEFAULT_SCHEMA_GRACE = 0.005
+DEFAULT_VIEW_AGE = 0.05
 DEFAULT_POLL_INTERVAL = 0.1
 DEFAULT_MAX_WAITERS = 200
 DEFAULT_HEAD_TICK = 1.0
@@ -91,6 +92,14 @@ class LockSettings:
     # A connection's first transaction (the schema read of the statement it prepares) keeps the
     # turn this long after it ends, so the statement itself does not queue a second time.
     schema_grace: float = DEFAULT_SCHEMA_GRACE
+
+    # A WAL read start carries SQLite's view of the WAL index, read just before it asked. Admitted
+    # after waiting, it must look again (EAGAIN and a reservation, or READ0's retry grace) only if
+    # the index may have changed since that view: a WRITE lock on the -shm (every commit, WAL
+    # restart and recovery holds it) was held after, or less than this before, it asked (a client
+    # may be descheduled between reading the header and asking). A view older than that and
+    # stale after all costs a second wait, never an error: SQLite checks the header itself.
+    view_age: float = DEFAULT_VIEW_AGE
 
     # How often a parked request asks an abort check that cannot tell it when to ask (tests'
     # plain callables; the mount's checks are watched and never polled).

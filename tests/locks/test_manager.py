@@ -511,6 +511,54 @@ def test_read0_is_granted_on_hand_off_and_its_retry_finds_the_turn() -> None:
     mgr.shutdown()
 
 
+def test_a_read_start_whose_view_is_current_is_granted_on_hand_off_as_it_asked() -> None:
+    """Transactions taking turns with no commit among them (a web app's lookups on a checkpointed
+    WAL): the WAL index cannot have changed since a waiting start read it, so its read slot is
+    granted on hand-off as it asked: no EAGAIN round trip, and on READ0 no grace held for a
+    retry that cannot come (it held the turn through the client's think time, each hand-off)."""
+    mgr = make_manager(schema_grace=0.5)
+    mgr.name_database(DB, "db")
+    a, b, c = clients(mgr, 3)
+    for x in (a, b, c):
+        x.wal_open()
+    read0 = (SLOT[0] - 1, SLOT[1] - 1)
+    assert a.shmf(R, read0) == 0
+    on_slot = Bg(lambda: b.shmf(R, SLOT))
+    on_read0 = Bg(lambda: c.shmf(R, read0))
+    wait_until(lambda: waiting(mgr) == 2)
+    assert a.shmf(U, read0) == 0
+    assert on_slot.get() == 0  # not EAGAIN
+    assert db_snapshot(mgr, "db")["admitted"]["reserved"] is False
+    assert on_read0.blocked()
+    assert b.shmf(U, SLOT) == 0
+    assert on_read0.get() == 0
+    assert c.shmf(U, read0) == 0
+    assert admitted_pid(mgr) is None  # no retry grace: the turn is free at once
+    counters = db_snapshot(mgr, "db")["counters"]
+    assert (counters["waits"], counters["expired_reservations"]) == (2, 0)
+    mgr.shutdown()
+
+
+def test_a_read_start_asked_just_after_a_commit_looks_again_on_hand_off() -> None:
+    """A client may be descheduled between reading the WAL header and asking for its read slot:
+    a commit less than `view_age` before it asked may postdate its view, so it looks again."""
+    mgr = make_manager(view_age=30.0)
+    mgr.name_database(DB, "db")
+    a, b = clients(mgr, 2)
+    for x in (a, b):
+        x.wal_open()
+    assert a.shmf(R, SLOT) == 0
+    a.wal_write()  # committed; its transaction still holds the turn
+    asked = Bg(lambda: b.shmf(R, SLOT))
+    wait_until(lambda: waiting(mgr) == 1)
+    assert a.shmf(U, SLOT) == 0
+    assert asked.get() == errno.EAGAIN
+    assert db_snapshot(mgr, "db")["admitted"]["reserved"] is True
+    assert b.shmf(R, SLOT) == 0
+    assert b.shmf(U, SLOT) == 0
+    mgr.shutdown()
+
+
 def _reserved_turn_for_b(mgr: LockManager) -> tuple[Client, Client, Client]:
     """Three WAL clients; a's transaction ends while b waits, so b holds the turn for its retry."""
     a, b, c = clients(mgr, 3)
