@@ -112,6 +112,7 @@ class GateCounters:
     refused_writes: int = 0
     refused_full: int = 0  # starts refused at once: as many requests were parked as the daemon allows
     expired_reservations: int = 0
+    granted_as_asked: int = 0  # WAL read starts admitted after waiting with their view current
     wait_seconds: float = 0.0
     max_queue: int = 0
 
@@ -400,6 +401,7 @@ class AdmissionGate:
         head = lane.popleft()
         self.moved_at = now
         head.current = self._view_is_current(head)
+        self.counters.granted_as_asked += head.current
         reserve = head.reserve_on_handoff and not head.current
         self.admitted = Admission(
             head.owner,

@@ -222,6 +222,7 @@ def test_counters_as_dict_lists_every_counter() -> None:
         "refused_writes",
         "refused_full",
         "expired_reservations",
+        "granted_as_asked",
         "wait_seconds",
         "max_queue",
     }

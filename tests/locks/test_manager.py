@@ -535,7 +535,7 @@ def test_a_read_start_whose_view_is_current_is_granted_on_hand_off_as_it_asked()
     assert c.shmf(U, read0) == 0
     assert admitted_pid(mgr) is None  # no retry grace: the turn is free at once
     counters = db_snapshot(mgr, "db")["counters"]
-    assert (counters["waits"], counters["expired_reservations"]) == (2, 0)
+    assert (counters["waits"], counters["granted_as_asked"], counters["expired_reservations"]) == (2, 2, 0)
     mgr.shutdown()
 
 
@@ -554,6 +554,7 @@ def test_a_read_start_asked_just_after_a_commit_looks_again_on_hand_off() -> Non
     assert a.shmf(U, SLOT) == 0
     assert asked.get() == errno.EAGAIN
     assert db_snapshot(mgr, "db")["admitted"]["reserved"] is True
+    assert db_snapshot(mgr, "db")["counters"]["granted_as_asked"] == 0
     assert b.shmf(R, SLOT) == 0
     assert b.shmf(U, SLOT) == 0
     mgr.shutdown()
