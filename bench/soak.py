@@ -348,7 +348,10 @@ def read_logs(fleet: Fleet, outages: list[Outage], result: SoakResult) -> dict[s
                     result.errors_while_up[key] += 1
                     if not _benign(label, normalise(message)):
                         print(
-                            f"error while up at {float(t):.3f} in {client.log.name}: {message}",
+                            f"error while up at {float(t):.3f} in {client.log.name} (its connection "
+                            f"opened at {float(opened):.3f}; outages, killed and up again at: "
+                            f"{', '.join(f'{o.killed_at:.3f}-{o.up_at:.3f}' for o in outages) or 'none'}): "
+                            f"{message}",
                             file=sys.stderr,
                         )
     return acked
