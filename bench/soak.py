@@ -18,8 +18,8 @@ What is killed, all with SIGKILL:
   crash would; after `--outage` seconds with the dead mount in place, the `serve` process too
   (the API), then the dead mount is lazily unmounted (`fusermount3 -u -z`) and a new `serve` mounts
   afresh. Clients keep running throughout: the failures they see while the mount is dead, or on
-  a connection opened into the dead mount, are "outage" errors, counted apart from errors while
-  the mount was healthy (each of which is a finding).
+  a connection opened into the dead mount or while it was being replaced, are "outage" errors,
+  counted apart from errors while the mount was healthy (each of which is a finding).
 
 At the end the writers and auditors are killed and each database is checked through the mount:
 every acknowledged id present (lost = 0), `integrity_check` ok, the invariants hold.
@@ -318,6 +318,12 @@ def _during_outage(t: float, opened: float, outages: list[Outage]) -> bool:
         if o.killed_at <= t <= o.up_at + AFTER_OUTAGE_GRACE_S:
             return True
         if opened < o.killed_at <= t:  # a connection into the mount that was killed
+            return True
+        if o.killed_at <= opened <= o.up_at <= t:
+            # Opened while the mount was replaced: the old `serve` mounts again as soon as its
+            # daemon dies, and the new `serve` stops that mount as an orphan before mounting its
+            # own. A connection opened on it retries SQLite's read start for 10 s after, and
+            # then reports "locking protocol" well past `up_at`.
             return True
     return False
 
