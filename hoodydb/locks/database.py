@@ -460,7 +460,8 @@ class Database:
     def granted(self, f: LockedFile, req: LockRequest) -> None:
         """`req` was granted: what it tells about the admitted owner's transaction."""
         owner = req.owner
-        if f.role is FileRole.SHM and req.kind is LockKind.WRITE and Lock.WRITE in req.locks:
+        wal_write = f.role is FileRole.SHM and req.kind is LockKind.WRITE and Lock.WRITE in req.locks
+        if wal_write:
             self.gate.index_write(held=True)
         if not self.gate.is_admitted(owner):
             return
@@ -470,7 +471,7 @@ class Database:
                 self.gate.note_write(owner)
                 self.intents.learn(owner, Intent.WRITER)
         elif f.role is FileRole.SHM:
-            if req.kind is LockKind.WRITE and Lock.WRITE in req.locks:
+            if wal_write:
                 self.gate.note_entered(owner)
                 # Inside a transaction (a read slot held) WRITE means a write; before one it is
                 # the index being rebuilt (recovery), which any reader may have to do.
