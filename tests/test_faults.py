@@ -96,6 +96,12 @@ def locks_report(m: Mounted) -> dict:  # type: ignore[type-arg]
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def database_report(m: Mounted, name: str) -> dict:  # type: ignore[type-arg]
+    """`hoodydb locks --json`'s entry for the database at `name` ("/x.db")."""
+    (entry,) = [d for d in locks_report(m)["databases"] if d["database"] == name]
+    return entry  # type: ignore[no-any-return]
+
+
 def locks_text(m: Mounted) -> str:
     """`hoodydb locks MOUNTPOINT` as a person reads it."""
     out = subprocess.run(
@@ -181,7 +187,7 @@ def test_wait_bound_gives_database_is_locked_not_a_hang(mount_factory: MountFact
     _, err = waiter.communicate(timeout=10)
     assert waiter.returncode != 0
     assert "database is locked" in err
-    counters = next(d for d in locks_report(m)["databases"] if d["database"] == "/b.db")["counters"]
+    counters = database_report(m, "/b.db")["counters"]
     assert counters["timeouts"] == 1
     kill(holder)
 

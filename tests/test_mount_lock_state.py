@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.conftest import Mounted
-from tests.test_faults import locks_report, locks_text, wait_until
+from tests.test_faults import database_report, locks_report, locks_text, wait_until
 
 HOLDING_READER = """
 import sqlite3, sys
@@ -37,7 +37,7 @@ def test_locks_shows_the_readers_beside_and_the_writers(mounted: Mounted) -> Non
         assert reader.stdout is not None and reader.stdin is not None
         assert reader.stdout.readline().strip() == "reading"
         conn.execute("INSERT INTO t VALUES (100)")  # beside the open cursor, at once
-        (entry,) = [d for d in locks_report(mounted)["databases"] if d["database"] == "/r.db"]
+        entry = database_report(mounted, "/r.db")
         assert entry["beside"]["count"] == 1
         assert entry["beside"]["oldest_pid"] == reader.pid
         assert "HOLDING_READER" not in entry["beside"]["oldest_command"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Mounted, MountFactory
-from tests.test_faults import locks_report
+from tests.test_faults import database_report
 
 Outcome = tuple[int, str]  # (returncode, stderr)
 
@@ -151,7 +151,7 @@ def test_wal_writers_finish_beside_a_half_read_cursor(mounted: Mounted, how: str
         outcomes = run_all(py_writers(db, writers, each))
         assert failures(outcomes) == []
         assert reader.poll() is None  # the writers finished beside the open cursor
-        (entry,) = [d for d in locks_report(mounted)["databases"] if d["database"] == "/cursor.db"]
+        entry = database_report(mounted, "/cursor.db")
         (owner,) = [o for o in entry["owners"] if o["pid"] == reader.pid]
         why = {
             "after-a-read": "window passed",
@@ -437,11 +437,11 @@ def test_read_write_lookups_with_no_commit_among_them_take_turns_without_a_secon
     workers = [start([sys.executable, "-c", LOOKUP_WORKER, db, "150"]) for _ in range(4)]
     try:
         assert [hear(w) for w in workers] == ["ready"] * 4
-        before = db_counters(mounted, "/lookups.db")
+        before = database_report(mounted, "/lookups.db")["counters"]
         for w in workers:
             say(w, "go")
         assert [hear(w) for w in workers] == ["done"] * 4
-        after = db_counters(mounted, "/lookups.db")
+        after = database_report(mounted, "/lookups.db")["counters"]
     finally:
         for w in workers:
             w.kill()
@@ -451,8 +451,3 @@ def test_read_write_lookups_with_no_commit_among_them_take_turns_without_a_secon
     assert after["granted_as_asked"] - before["granted_as_asked"] == waits, (before, after)
     assert after["expired_reservations"] == before["expired_reservations"], (before, after)
     assert count_and_check(db) == 1000
-
-
-def db_counters(mounted: Mounted, name: str) -> dict[str, float]:
-    (entry,) = [d for d in locks_report(mounted)["databases"] if d["database"] == name]
-    return dict(entry["counters"])

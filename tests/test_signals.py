@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import Mounted
-from tests.test_faults import HOLDER, locks_report, make_db, rows, wait_for_line, wait_until
+from tests.test_faults import HOLDER, database_report, locks_report, make_db, rows, wait_for_line, wait_until
 
 pytestmark = pytest.mark.fuse
 
@@ -128,7 +128,7 @@ def test_signals_that_do_not_ask_to_stop_leave_the_wait_queued(
     handled = {int(s) for s in out.split()[-1].split(",")} if out.split()[-1] != "committed" else set()
     assert handled == {int(s) for s in HARMLESS}  # every handler ran, once the lock was granted
     assert rows(db) == ["before", "writer"]
-    counters = next(d for d in locks_report(mounted)["databases"] if d["database"] == "/s.db")["counters"]
+    counters = database_report(mounted, "/s.db")["counters"]
     assert counters["interrupts"] == 0 and counters["timeouts"] == 0
 
 
@@ -148,7 +148,7 @@ def test_signals_that_ask_to_stop_end_the_wait_at_once(mounted: Mounted, sig: si
     assert writer.returncode != 0
     assert "database is locked" in err  # as before: the wait ends, then the handler runs
     assert waiting_pids(mounted) == []
-    counters = next(d for d in locks_report(mounted)["databases"] if d["database"] == "/t.db")["counters"]
+    counters = database_report(mounted, "/t.db")["counters"]
     assert counters["interrupts"] == 1
     end_holder()
     assert rows(db) == ["before"]

@@ -41,6 +41,7 @@ SHARED = LAYOUT.span(Lock.SHARED)
 PENDING_TO_SHARED = LAYOUT.span(Lock.PENDING | Lock.RESERVED)
 WHOLE = (0, EOF_OFFSET)
 SLOT = LAYOUT.span(Lock.READ1)
+READ0_SLOT = LAYOUT.span(Lock.READ0)  # the slot of a fully checkpointed WAL
 WRITE_LOCK = LAYOUT.span(Lock.WRITE)
 CHECKPOINT = LAYOUT.span(Lock.CKPT)
 DMS = LAYOUT.span(Lock.DMS)
@@ -270,3 +271,11 @@ def admitted_pid(mgr: LockManager, name: str = "db") -> int | None:
 
 def clients(mgr: LockManager, n: int, **kw: Any) -> list[Client]:
     return [Client(mgr, owner, **kw) for owner in range(1, n + 1)]
+
+
+def wal_clients(mgr: LockManager, n: int) -> list[Client]:
+    """`n` clients, each with its WAL connection open (`Client.wal_open`)."""
+    opened = clients(mgr, n)
+    for c in opened:
+        c.wal_open()
+    return opened

@@ -21,6 +21,7 @@ from tests.locks.harness import (
     DB,
     DMS,
     PENDING,
+    READ0_SLOT,
     RESERVED,
     SHARED,
     SHM,
@@ -425,12 +426,11 @@ def test_a_read_slot_held_by_a_checkpoint_is_refused_after_a_while() -> None:
     mgr = make(reader_patience=0.2)
     mgr.name_database(DB, "db")
     r, checkpointer = reader(mgr, 1, wal=True), reader(mgr, 2, wal=True)
-    read0 = (SLOT[0] - 1, SLOT[1] - 1)
-    assert checkpointer.shmf(W, read0) == 0
+    assert checkpointer.shmf(W, READ0_SLOT) == 0
     t0 = time.monotonic()
-    assert r.shmf(R, read0) == errno.EAGAIN
+    assert r.shmf(R, READ0_SLOT) == errno.EAGAIN
     assert 0.15 < time.monotonic() - t0 < SOON
-    assert checkpointer.shmf(U, read0) == 0
+    assert checkpointer.shmf(U, READ0_SLOT) == 0
     mgr.shutdown()
 
 

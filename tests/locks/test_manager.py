@@ -35,6 +35,7 @@ from tests.locks.harness import (
     PENDING,
     PENDING_TO_SHARED,
     PLAIN,
+    READ0_SLOT,
     RESERVED,
     SHARED,
     SHM,
@@ -57,6 +58,7 @@ from tests.locks.harness import (
     snapshot,
     wait_until,
     waiting,
+    wal_clients,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -454,9 +456,7 @@ def test_admitted_writer_waits_for_a_reader_who_gets_eagain_at_once(mgr: LockMan
 
 
 def test_wal_hand_off_reserves_the_turn_for_the_retry(mgr: LockManager) -> None:
-    a, b, c = clients(mgr, 3)
-    for x in (a, b, c):
-        x.wal_open()
+    a, b, c = wal_clients(mgr, 3)
     assert snapshot(mgr)[0]["mode"] == "wal"
     assert a.shmf(R, SLOT) == 0
     first = Bg(lambda: b.shmf(R, SLOT))
@@ -489,17 +489,14 @@ def test_read0_is_granted_on_hand_off_and_its_retry_finds_the_turn() -> None:
     again, and the turn waits for it."""
     mgr = make_manager(schema_grace=0.5)
     mgr.name_database(DB, "db")
-    a, b, c = clients(mgr, 3)
-    for x in (a, b, c):
-        x.wal_open()
-    read0 = (SLOT[0] - 1, SLOT[1] - 1)
+    a, b, c = wal_clients(mgr, 3)
     assert a.shmf(R, SLOT) == 0
-    first = Bg(lambda: b.shmf(R, read0))
+    first = Bg(lambda: b.shmf(R, READ0_SLOT))
     wait_until(lambda: waiting(mgr) == 1)
     a.wal_write()
     assert a.shmf(U, SLOT) == 0
     assert first.get() == 0  # granted, no EAGAIN
-    assert b.shmf(U, read0) == 0  # the WAL index changed: SQLite lets go to look again ...
+    assert b.shmf(U, READ0_SLOT) == 0  # the WAL index changed: SQLite lets go to look again ...
     third = Bg(lambda: c.shmf(R, SLOT))
     assert third.blocked()  # ... while nobody can take its turn ...
     assert b.shmf(R, SLOT) == 0  # ... and its retry goes straight in
@@ -518,21 +515,18 @@ def test_a_read_start_whose_view_is_current_is_granted_on_hand_off_as_it_asked()
     retry that cannot come (it held the turn through the client's think time, each hand-off)."""
     mgr = make_manager(schema_grace=0.5)
     mgr.name_database(DB, "db")
-    a, b, c = clients(mgr, 3)
-    for x in (a, b, c):
-        x.wal_open()
-    read0 = (SLOT[0] - 1, SLOT[1] - 1)
-    assert a.shmf(R, read0) == 0
+    a, b, c = wal_clients(mgr, 3)
+    assert a.shmf(R, READ0_SLOT) == 0
     on_slot = Bg(lambda: b.shmf(R, SLOT))
-    on_read0 = Bg(lambda: c.shmf(R, read0))
+    on_read0 = Bg(lambda: c.shmf(R, READ0_SLOT))
     wait_until(lambda: waiting(mgr) == 2)
-    assert a.shmf(U, read0) == 0
+    assert a.shmf(U, READ0_SLOT) == 0
     assert on_slot.get() == 0  # not EAGAIN
     assert db_snapshot(mgr, "db")["admitted"]["reserved"] is False
     assert on_read0.blocked()
     assert b.shmf(U, SLOT) == 0
     assert on_read0.get() == 0
-    assert c.shmf(U, read0) == 0
+    assert c.shmf(U, READ0_SLOT) == 0
     assert admitted_pid(mgr) is None  # no retry grace: the turn is free at once
     counters = db_snapshot(mgr, "db")["counters"]
     assert (counters["waits"], counters["granted_as_asked"], counters["expired_reservations"]) == (2, 2, 0)
@@ -544,9 +538,7 @@ def test_a_read_start_asked_just_after_a_commit_looks_again_on_hand_off() -> Non
     a commit less than `view_age` before it asked may postdate its view, so it looks again."""
     mgr = make_manager(view_age=30.0)
     mgr.name_database(DB, "db")
-    a, b = clients(mgr, 2)
-    for x in (a, b):
-        x.wal_open()
+    a, b = wal_clients(mgr, 2)
     assert a.shmf(R, SLOT) == 0
     a.wal_write()  # committed; its transaction still holds the turn
     asked = Bg(lambda: b.shmf(R, SLOT))
@@ -562,9 +554,7 @@ def test_a_read_start_asked_just_after_a_commit_looks_again_on_hand_off() -> Non
 
 def _reserved_turn_for_b(mgr: LockManager) -> tuple[Client, Client, Client]:
     """Three WAL clients; a's transaction ends while b waits, so b holds the turn for its retry."""
-    a, b, c = clients(mgr, 3)
-    for x in (a, b, c):
-        x.wal_open()
+    a, b, c = wal_clients(mgr, 3)
     assert a.shmf(R, SLOT) == 0
     first = Bg(lambda: b.shmf(R, SLOT))
     wait_until(lambda: waiting(mgr) == 1)
