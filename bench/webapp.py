@@ -14,6 +14,7 @@ v), row count unchanged, `PRAGMA integrity_check` ok; `failures()` lists the run
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import sqlite3
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 from bench.readers import ROWS, _median, _ratio, prepare
 from bench.targets import Target
@@ -33,6 +35,7 @@ from bench.workload import (
     check_database,
     tally,
 )
+from hoodydb import control_client
 
 MODES = ("wal", "delete")
 BUSY_TIMEOUTS = (0.0, 5.0)
@@ -64,6 +67,7 @@ class Run(Latencies):
     write_errors: Counter[str]
     elapsed: float  # from the workers' release to the last report
     check: str  # "ok" or what is wrong
+    turn_busy: float | None = None  # share of `elapsed` the mount's turn on the database was held
 
     @property
     def writes_per_s(self) -> float:
@@ -138,19 +142,38 @@ def check(path: str, updates: int) -> str:
     return "; ".join(problems) or "ok"
 
 
+def turn_seconds(mountpoint: Path, name: str) -> float | None:
+    """How long a mount's turn on the database `name` ("/x.db") has been held, over every file
+    of that name (`hoodydb locks --json`), or None if the mount has no control socket."""
+    try:
+        report = control_client.query(control_client.socket_path(mountpoint))
+    except OSError:
+        return None
+    return sum(d["counters"]["turn_seconds"] for d in report["databases"] if d["database"] == name)
+
+
 def run_one(
-    path: str, journal_mode: str, busy_timeout: float, write_share: float, c: Counts, seed: int = 0
+    path: str,
+    journal_mode: str,
+    busy_timeout: float,
+    write_share: float,
+    c: Counts,
+    seed: int = 0,
+    turn: Callable[[], float | None] | None = None,
 ) -> Run:
-    """One run of `c.workers` workers on a fresh database at `path`, checked afterwards."""
+    """One run of `c.workers` workers on a fresh database at `path`, checked afterwards.
+    `turn`: how long the database's turn has been held so far, if it has one (a mount)."""
     prepare(path, journal_mode)
     children = _Children()
     try:
         for wid in range(c.workers):
             children.spawn(_worker, path, busy_timeout, write_share, c.seconds, seed * 1000 + wid)
+        turn_before = turn() if turn is not None else None
         t0 = time.perf_counter()
         children.start.set()
         reports, crashed = children.collect(0, c.workers, time.monotonic() + c.seconds + _TIME_LIMIT)
         elapsed = time.perf_counter() - t0
+        turn_after = turn() if turn is not None else None
     finally:
         children.kill_all()
     updates, errors, latencies = tally(reports)
@@ -171,6 +194,7 @@ def run_one(
         write_errors,
         elapsed,
         result,
+        None if turn_before is None or turn_after is None else (turn_after - turn_before) / elapsed,
     )
 
 
@@ -192,8 +216,12 @@ def run(
         for r in range(repeat):
             for share in (WRITE_SHARE, 0.0):
                 for name, target in targets.items():
-                    path = str(target.directory / f"webapp-{mode}.db")
-                    runs.setdefault((name, share), []).append(run_one(path, mode, bt, share, c, r))
+                    filename = f"webapp-{mode}.db"
+                    turn = None
+                    if target.daemon_pid is not None:
+                        turn = functools.partial(turn_seconds, target.directory, "/" + filename)
+                    path = str(target.directory / filename)
+                    runs.setdefault((name, share), []).append(run_one(path, mode, bt, share, c, r, turn))
         for name in targets:
             mix = _median(runs[(name, WRITE_SHARE)], lambda x: x.writes_per_s)
             alone = _median(runs[(name, 0.0)], lambda x: x.p50)
@@ -203,6 +231,10 @@ def run(
 
 def _ms(r: Run) -> str:
     return f"{r.p50 * 1e3:.3f} / {r.p99 * 1e3:.2f}" if r.latencies else "-"
+
+
+def _share(busy: float | None) -> str:
+    return "-" if busy is None else f"{busy:.0%}"
 
 
 def _count(errors: Counter[str], done: int) -> str:
@@ -224,6 +256,7 @@ def table(results: Results) -> str:
         "writes vs native",
         "write errors",
         "read errors (alone)",
+        "turn held (alone)",
         "updates = sum, integrity",
     ]
     lines = ["| " + " | ".join(head) + " |", "| --- | ---: | --- |" + " ---: |" * (len(head) - 4) + " --- |"]
@@ -250,6 +283,7 @@ def table(results: Results) -> str:
             writes_vs,
             _count(mix.write_errors, mix.updates),
             read_errors,
+            f"{_share(mix.turn_busy)} ({_share(alone.turn_busy)})",
             checks,
         ]
         lines.append("| " + " | ".join(cells) + " |")

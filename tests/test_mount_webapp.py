@@ -44,4 +44,9 @@ def test_webapp_cells_keep_every_update_and_the_mount_has_no_errors(mounted: Mou
         assert mix.updates > 0 and mix.latencies and alone.latencies and alone.updates == 0, text
         if name == "mount":
             assert not (mix.read_errors or mix.write_errors or alone.read_errors), text
+            # The mount reports how long its turn was held: some of the run, and at most all of it
+            # (a turn begun before the run's start may end inside it: a little slack).
+            assert mix.turn_busy is not None and 0 < mix.turn_busy <= 1.05, text
+        else:
+            assert mix.turn_busy is None and alone.turn_busy is None, text
     assert text.count("| mount |") == len(webapp.MODES) * len(webapp.BUSY_TIMEOUTS), text

@@ -90,7 +90,7 @@ def _format(report: dict) -> str:  # type: ignore[type-arg]
         c = db["counters"]
         lines.append(
             f"  {db['database']}  [{db['mode']}]  transactions={c['transactions']} waits={c['waits']} "
-            f"timeouts={c['timeouts']} interrupts={c['interrupts']}"
+            f"timeouts={c['timeouts']} interrupts={c['interrupts']} turn held {c['turn_seconds']:.1f}s"
         )
         admitted = db["admitted"]
         if admitted:

@@ -114,6 +114,10 @@ class GateCounters:
     expired_reservations: int = 0
     granted_as_asked: int = 0  # WAL read starts admitted after waiting with their view current
     wait_seconds: float = 0.0
+    # How long the turn was held, summed over the turns that ended (graces and reservations
+    # included: nobody else could have it). Over a run's length: how busy the turn was, and so
+    # whether the database's one-at-a-time turn is what its clients wait for.
+    turn_seconds: float = 0.0
     max_queue: int = 0
 
     def add(self, other: GateCounters) -> GateCounters:
@@ -223,7 +227,7 @@ class AdmissionGate:
         if current is None:
             return None
         self.counters.passed_on += 1
-        self.admitted = None
+        self._end(current)
         self._hand_off()
         return current
 
@@ -348,10 +352,15 @@ class AdmissionGate:
 
     def leave(self, owner: Owner) -> list[Ticket]:
         """The transaction of `owner` is over: give the turn to the next in line."""
-        if not self.is_admitted(owner):
+        current = self.admission_of(owner)
+        if current is None:
             return []
-        self.admitted = None
+        self._end(current)
         return self._hand_off()
+
+    def _end(self, admission: Admission) -> None:
+        self.counters.turn_seconds += self.clock() - admission.since
+        self.admitted = None
 
     def hold_for(self, owner: Owner, seconds: float) -> None:
         """Keep the turn of `owner`, between two of its transactions, for `seconds` at most."""

@@ -118,6 +118,27 @@ def test_wait_seconds_are_counted_at_hand_off() -> None:
     assert gate.counters.wait_seconds == 3.5
 
 
+def test_turn_seconds_sum_every_ended_turn_from_its_admission() -> None:
+    gate, clock = make_gate()
+    w = Woken()
+    gate.try_enter(1, 10)
+    clock.now += 0.5
+    gate.try_enter(1, 10)  # the holder's next start inside its turn: still the same turn
+    w.ticket(gate, 2, "b")
+    clock.now += 1.5
+    gate.leave(1)  # 2 s, and the turn goes to 2 at once
+    assert gate.counters.turn_seconds == 2
+    clock.now += 0.25
+    assert gate.pass_on() is not None  # a turn that passes on has ended too
+    assert gate.counters.turn_seconds == 2.25
+    clock.now += 10  # nobody holds it: idle time is not counted
+    gate.try_enter(3, 30)
+    clock.now += 1
+    gate.leave(3)
+    assert gate.counters.turn_seconds == 3.25
+    assert gate.leave(3) == [] and gate.counters.turn_seconds == 3.25  # leaving twice counts once
+
+
 def test_cancel_removes_a_ticket_and_hands_off_when_nobody_is_admitted() -> None:
     gate, clock = make_gate()
     w = Woken()
@@ -224,6 +245,7 @@ def test_counters_as_dict_lists_every_counter() -> None:
         "expired_reservations",
         "granted_as_asked",
         "wait_seconds",
+        "turn_seconds",
         "max_queue",
     }
     assert all(v == 0 for v in d.values())
