@@ -19,7 +19,7 @@ let pollTimer = 0;
 let lastReport = null;
 /** @type {string | null} */
 let lockError = null;
-/** Per database: samples of its counters, `{ t, transactions, waits }`, oldest first. */
+/** Per database: samples of its counters, `{ t, transactions, waits, turn }`, oldest first. */
 const samplesByDb = new Map();
 /** @type {string | null} */
 let kvCursor = null;
@@ -469,7 +469,7 @@ function record(report) {
   const now = Date.now() / 1000;
   for (const db of report.databases) {
     const samples = samplesByDb.get(db.database) ?? [];
-    samples.push({ t: now, transactions: db.counters.transactions, waits: db.counters.waits });
+    samples.push({ t: now, transactions: db.counters.transactions, waits: db.counters.waits, turn: db.counters.turn_seconds });
     while (samples.length && samples[0].t < now - HISTORY_S) samples.shift();
     samplesByDb.set(db.database, samples);
   }
@@ -505,14 +505,17 @@ function renderStatus() {
   status.className = db.waiting.length ? 'status waiting' : 'status busy';
 }
 
-/** Per-second rates between consecutive samples: `[t, transactions/s, waits/s]`. */
+/** Rates between consecutive samples: `[t, transactions/s, waits/s, share of the time the turn was held]`. */
 function rates(samples) {
   const out = [];
   for (let i = 1; i < samples.length; i++) {
     const a = samples[i - 1];
     const b = samples[i];
     const dt = b.t - a.t;
-    if (dt > 0) out.push([b.t, Math.max(0, b.transactions - a.transactions) / dt, Math.max(0, b.waits - a.waits) / dt]);
+    if (dt <= 0) continue;
+    // (The turn's seconds are the daemon's clock and `t` the page's: clamp the jitter between them.)
+    const held = Math.min(1, Math.max(0, (b.turn ?? 0) - (a.turn ?? 0)) / dt);
+    out.push([b.t, Math.max(0, b.transactions - a.transactions) / dt, Math.max(0, b.waits - a.waits) / dt, held]);
   }
   return out;
 }
@@ -556,7 +559,7 @@ function chart(samples) {
     const label = ago === 0 ? 'now' : ago % 60 === 0 ? `-${ago / 60} min` : `-${ago} s`;
     ticks.push(svg('text', { x: x(now - ago), y: height - 4, 'text-anchor': 'middle' }, label));
   }
-  const last = points.at(-1) ?? [now, 0, 0];
+  const last = points.at(-1) ?? [now, 0, 0, 0];
   const minutes = span / 60;
   return h(
     'figure',
@@ -568,6 +571,7 @@ function chart(samples) {
       {},
       h('span', { class: 'key-tx' }, `transactions/s ${last[1].toFixed(1)}`),
       h('span', { class: 'key-waits' }, `waits/s ${last[2].toFixed(1)}`),
+      h('span', { class: 'turn-held', title: 'how much of the last second some transaction held the write turn: near 100 %, transactions wait for each other one at a time' }, `turn held ${Math.round(last[3] * 100)} %`),
       h('span', { class: 'muted' }, `last ${minutes === 1 ? 'minute' : `${minutes} minutes`}, sampled every second while this page is open`),
     ),
   );

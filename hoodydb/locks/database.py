@@ -627,6 +627,9 @@ class Database:
         for owner, pid in holders.items():
             owners.setdefault(owner, OwnerReport(pid, "idle", "", 0.0))
         oldest = min(self.beside.values(), key=lambda b: b.since, default=None)
+        shown = counters.as_dict()
+        if admitted is not None:  # the running turn too, so that the count moves while it lasts
+            shown["turn_seconds"] += now - admitted.since
         return DatabaseReport(
             database=self.name or f"inode {self.key[1]}",
             mode=self.mode,
@@ -638,7 +641,7 @@ class Database:
             else BesideReport(len(self.beside), oldest.pid, round(now - oldest.since, 3)),
             writers=sorted(holders[o] for o in self.intents.writers() if o in holders),
             holders=sorted(set(holders.values())),
-            counters=counters.as_dict(),
+            counters=shown,
             still_seconds=round(now - gate.moved_at, 3) if gate.waiting else None,
             owners=sorted(owners.values(), key=lambda o: (o.state, o.pid)),
         )

@@ -115,8 +115,9 @@ class GateCounters:
     granted_as_asked: int = 0  # WAL read starts admitted after waiting with their view current
     wait_seconds: float = 0.0
     # How long the turn was held, summed over the turns that ended (graces and reservations
-    # included: nobody else could have it). Over a run's length: how busy the turn was, and so
-    # whether the database's one-at-a-time turn is what its clients wait for.
+    # included: nobody else could have it; the report adds the running turn). Over a stretch of
+    # time: how busy the turn was, and so whether the database's one-at-a-time turn is what its
+    # clients wait for.
     turn_seconds: float = 0.0
     max_queue: int = 0
 

@@ -1170,3 +1170,30 @@ def test_the_priority_ends_with_its_owners_turn() -> None:
     exclusive.get(timeout=6)
     a.dbf(U, WHOLE)
     mgr.shutdown()
+
+
+def test_turn_seconds_move_while_a_turn_lasts_and_keep_every_ended_turn() -> None:
+    """`hoodydb locks` shows how long the turn has been held: a transaction held open counts
+    while it lasts (a console polling it sees the turn busy now, not when it ends), time when
+    nobody holds the turn does not count, and every ended turn stays counted."""
+    now = [100.0]
+    mgr = make_manager(clock=lambda: now[0])
+    mgr.name_database(DB, "db")
+    a, b = clients(mgr, 2)
+
+    def held() -> float:
+        return float(db_snapshot(mgr, "db")["counters"]["turn_seconds"])
+
+    assert a.begin() == 0
+    now[0] += 2.0
+    assert held() == 2.0  # still running
+    a.write_and_commit()
+    a.end()
+    now[0] += 5.0  # nobody holds it
+    assert held() == 2.0
+    assert b.begin() == 0
+    now[0] += 0.5
+    b.write_and_commit()
+    b.end()
+    assert held() == 2.5
+    mgr.shutdown()

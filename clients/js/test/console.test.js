@@ -150,6 +150,9 @@ test('the lock panel shows a transaction held open by sqlite3 and who waits behi
   await page.locator('#lock-waiting td').getByText(String(waiter.proc.pid), { exact: true }).waitFor();
   await page.locator('.db-list .badge.waiting').waitFor();
   await page.waitForTimeout(1500); // let the durations grow to something readable
+  // The turn was held all through the last sample: the chart's caption says so.
+  const held = page.locator('.chart .turn-held');
+  await held.getByText(/^turn held (9\d|100) %$/).waitFor();
   await page.screenshot({ path: join(shots, 'console-locks.png') });
 
   holder.send('COMMIT;');
@@ -159,6 +162,7 @@ test('the lock panel shows a transaction held open by sqlite3 and who waits behi
   assert.equal(await waiter.exited, 0, waiter.output());
   await running.getByText('Nobody holds the write turn.').waitFor();
   await page.locator('#lock-waiting').getByText('Nobody waits.').waitFor();
+  await held.getByText(/^turn held \d %$/).waitFor(); // and once a second has gone by idle, that it is not
   const { data } = await client.sqlite.database.executeTransaction(
     { transaction: [{ query: "SELECT count(*) AS n FROM logs WHERE message IN ('held by sqlite3', 'waited its turn')" }] },
     { db: 'app.db' },
