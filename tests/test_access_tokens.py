@@ -149,13 +149,15 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
-    assert store.split_token(token) is not None
-    store.merge_last_use(tmp_path, {token.split("_")[1]: time.time()})
+    parts = store.split_token(token)
+    assert parts is not None
+    token_id, secret = parts  # (the secret may hold "_" itself: it is URL-safe base64)
+    store.merge_last_use(tmp_path, {token_id: time.time()})
     listed = hoodydb_token("list", "--data", data)
     assert listed.returncode == 0
     line = listed.stdout.strip()
     assert line.startswith("rep\tread-only; sql+kv; db: reports/*\texpires 20")
-    assert "last used never" not in line and token.split("_")[2] not in listed.stdout
+    assert "last used never" not in line and secret not in listed.stdout
     assert hoodydb_token("revoke", "--data", data, "rep").returncode == 0
     assert "\trevoked " in hoodydb_token("list", "--data", data).stdout
     again = hoodydb_token("revoke", "--data", data, "rep")
