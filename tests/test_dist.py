@@ -90,7 +90,9 @@ def test_zipapp_runs_anywhere(dist: Path, tmp_path: Path) -> None:
 def _python_hidden() -> list[str]:
     """Shell commands that hide every Python of this machine, the checkout and its venv, inside
     a private mount namespace: directories under a tmpfs, files under /dev/null."""
-    dirs = {"/root/.pyenv", sys.base_prefix, sys.prefix, str(ROOT)}
+    dirs = {"/root/.pyenv", sys.prefix, str(ROOT)}
+    if os.path.realpath(sys.base_prefix) not in ("/", "/usr", "/usr/local"):
+        dirs.add(sys.base_prefix)  # its own tree (pyenv, a venv's base); a system Python's is /usr
     dirs |= {*glob.glob("/usr/lib/python3*"), *glob.glob("/usr/local/lib/python3*")}
     files = {*glob.glob("/usr/bin/python*"), *glob.glob("/usr/local/bin/python*")}
     files |= {*glob.glob("/usr/lib/*/libpython*"), *glob.glob("/usr/local/lib/libpython*")}
