@@ -385,7 +385,7 @@ class Database:
                 self._begin_beside(req, Aside.CYCLE, learn=False)
                 return Outcome.GRANTED
             return outcome
-        if ticket.reserve_on_handoff and not ticket.current:
+        if ticket.looks_again:
             # EAGAIN makes SQLite re-read the WAL header and ask again; the turn waits for it.
             return Outcome.BUSY
         return Outcome.GRANTED

@@ -68,6 +68,12 @@ class Ticket:
     admitted: bool = False
     released: OnStall | None = None  # let go by `release_stalled`, to do this instead
 
+    @property
+    def looks_again(self) -> bool:
+        """Admitted, is it answered EAGAIN (and its turn held) so that SQLite reads the WAL
+        index again? Not if its view is still current."""
+        return self.reserve_on_handoff and not self.current
+
 
 @dataclass(slots=True)
 class Admission:
@@ -412,17 +418,16 @@ class AdmissionGate:
         self.moved_at = now
         head.current = self._view_is_current(head)
         self.counters.granted_as_asked += head.current
-        reserve = head.reserve_on_handoff and not head.current
         self.admitted = Admission(
             head.owner,
             head.pid,
             now,
-            reserved_until=now + self.settings.reservation if reserve else None,
+            reserved_until=now + self.settings.reservation if head.looks_again else None,
             reason=head.reason,
             ends_with_write=head.reason is Reason.WRITE_FROM_BESIDE,
             retry_grace=head.read0 and not head.current,
         )
-        if not reserve:  # (a reserved turn opens its window when it is used)
+        if not head.looks_again:  # (a reserved turn opens its window when it is used)
             self._open_window(self.admitted, now, head.window)
         self.counters.transactions += 1
         woken = [head]
